@@ -37,6 +37,7 @@ class PathConfig:
 @dataclass
 class ModelConfig:
     kind: str = "mlp"  # mlp | unet
+    parameterisation: str = "drift"  # drift: net = f(x, t); endpoint: net = x1_hat, f = (x1_hat - x) / (1 - t)
     hidden: int = 256
     depth: int = 3
     time_dim: int = 32
@@ -111,6 +112,7 @@ class Config:
         """Check every value; raises ConfigError naming the field and what is accepted."""
         check_choice("method", self.method, ("agm", "baseline"))
         check_choice("model.kind", self.model.kind, ("mlp", "unet"))
+        check_choice("model.parameterisation", self.model.parameterisation, ("drift", "endpoint"))
         check_choice("sample.method", self.sample.method, ("em", "euler", "heun"))
         check_choice("train.amp", self.train.amp, ("none", "bf16"))
         check_choice("potential.objective", self.potential.objective, ("nll", "regress", "kinetic"))

@@ -20,9 +20,30 @@ from torch import Tensor, nn
 from agm.config import Config
 from agm.nets import TimeMLP, UNet, build_potential
 from agm.objectives.agm import PotentialWeighting
-from agm.objectives.bridge_matching import bridge_matching_loss
+from agm.objectives.bridge_matching import bridge_matching_loss, per_sample_mse
 from agm.paths.bridge import BrownianBridge
 from agm.samplers import EulerMaruyama, ODESampler
+
+
+class EndpointDrift(nn.Module):
+    """Drift from an endpoint predictor (agm-digest.md section 2): f(x, t) = (x1_hat(x, t) - x) / (1 - t).
+
+    Training regresses x1_hat onto x_1, l = (1/d)||x1_hat - x_1||^2 = (1 - t)^2 (1/d)||f - u_t||^2, the
+    same bridge-matching minimiser with a time weighting that keeps the target bounded as t -> 1.
+    ``t_clamp`` keeps 1 - t away from 0 when the drift is evaluated at t = 1.
+    """
+
+    def __init__(self, net: nn.Module, t_clamp: float = 1e-3) -> None:
+        super().__init__()
+        self.net = net
+        self.t_clamp = t_clamp
+
+    def endpoint(self, x: Tensor, t: Tensor) -> Tensor:
+        return self.net(x, t)
+
+    def forward(self, x: Tensor, t: Tensor) -> Tensor:
+        one_minus_t = (1 - t).clamp_min(self.t_clamp).reshape(-1, *([1] * (x.dim() - 1)))
+        return (self.net(x, t) - x) / one_minus_t
 
 
 class AGM(nn.Module):
@@ -59,7 +80,11 @@ class AGM(nn.Module):
     def loss(self, x1: Tensor, step: int, generator: torch.Generator | None = None) -> tuple[Tensor, dict[str, float]]:
         """Total loss for one batch of data x1 and the scalars to log."""
         x0 = self.prior_std * torch.randn(x1.shape, generator=generator, device=x1.device, dtype=x1.dtype)
-        ell, s = bridge_matching_loss(self.drift, self.path, x0, x1, generator=generator)
+        if isinstance(self.drift, EndpointDrift):
+            s = self.path.sample(x0, x1, generator=generator)
+            ell = per_sample_mse(self.drift.endpoint(s.xt, s.t), x1)
+        else:
+            ell, s = bridge_matching_loss(self.drift, self.path, x0, x1, generator=generator)
         if self.potential is None:
             drift_loss = ell.mean()
             return drift_loss, {"loss": float(drift_loss.detach()), "drift_loss": float(drift_loss.detach())}
@@ -77,6 +102,11 @@ class AGM(nn.Module):
 
 def build_drift(cfg: Config, data_shape: Sequence[int]) -> nn.Module:
     """The drift network named by cfg.model for one sample's shape."""
+    net = _build_net(cfg, data_shape)
+    return EndpointDrift(net) if cfg.model.parameterisation == "endpoint" else net
+
+
+def _build_net(cfg: Config, data_shape: Sequence[int]) -> nn.Module:
     m = cfg.model
     if m.kind == "mlp":
         if len(data_shape) != 1:

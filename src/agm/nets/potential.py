@@ -34,15 +34,24 @@ class PotentialMLP(nn.Module):
 
 
 class PotentialConv(nn.Module):
-    """V_phi(x, t) for images: strided conv encoder + time embedding, global pooling, linear head."""
+    """V_phi(x, t) for images: strided conv encoder + time embedding, global pooling, linear head; returns (B,).
 
-    def __init__(self, in_channels: int, width: int, levels: int = 3, time_dim: int = 16) -> None:
+    h_0 = SiLU(Conv_{s0}(x)) + W_t sinusoidal(t);  h_k = SiLU(Conv_{stride 2}(h_{k-1})), k = 1..levels-1;
+    V = w^T mean_{H,W}(h_{levels-1}) + b.   (agm-digest.md section 5: "a small strided-conv encoder with
+    global pooling and the same time embedding, then a linear head"; the paper gives no architecture.)
+    ``first_stride`` s0 = 2 halves the cost of the full-resolution layer (used for images >= 32 pixels so
+    that the potential's step cost stays near 1% of the drift's: the digest's goal AGM/drift <= 1.02).
+    """
+
+    def __init__(self, in_channels: int, width: int, levels: int = 3, time_dim: int = 16, first_stride: int = 1) -> None:
         super().__init__()
+        if first_stride not in (1, 2):
+            raise ConfigError(f"potential first_stride={first_stride!r} is not accepted; accepted: 1 or 2")
         self.time_embed = nn.Sequential(SinusoidalEmbedding(time_dim), nn.Linear(time_dim, width))
         convs = []
         c = in_channels
         for i in range(levels):
-            convs.append(nn.Conv2d(c, width, 3, stride=2 if i else 1, padding=1))
+            convs.append(nn.Conv2d(c, width, 3, stride=2 if i else first_stride, padding=1))
             c = width
         self.convs = nn.ModuleList(convs)
         self.head = nn.Linear(width, 1)
@@ -53,7 +62,7 @@ class PotentialConv(nn.Module):
         h = F.silu(self.convs[0](x)) + self.time_embed(t).to(x.dtype)[:, :, None, None]
         for conv in self.convs[1:]:
             h = F.silu(conv(h))
-        return self.head(h.mean(dim=(2, 3))).squeeze(-1)
+        return self.head(h.float().mean(dim=(2, 3)).to(h.dtype)).squeeze(-1)
 
 
 def _largest_width(make: Callable[[int], nn.Module], budget: float) -> nn.Module:
@@ -79,7 +88,9 @@ def build_potential(
 ) -> tuple[nn.Module, float]:
     """Build V_phi with at most ``budget`` x (drift's parameters) parameters.
 
-    ``data_shape`` is one sample's shape: (D,) gives a PotentialMLP, (C, H, W) a PotentialConv.
+    ``data_shape`` is one sample's shape: (D,) gives a PotentialMLP, (C, H, W) a PotentialConv (first
+    conv strided by 2 when H, W >= 32). AGM (arXiv 2605.14631, abstract): V_phi has ~1.4% of the drift's
+    parameters; the width is the largest whose count is <= budget * count(drift) (agm-digest.md section 5).
     Returns (potential, actual_ratio). If even width 1 exceeds the budget, width 1 is used and the
     reported ratio says so.
     """
@@ -90,7 +101,8 @@ def build_potential(
     if len(data_shape) == 1:
         make = lambda w: PotentialMLP(data_shape[0], w, depth=depth, time_dim=time_dim)  # noqa: E731
     elif len(data_shape) == 3:
-        make = lambda w: PotentialConv(data_shape[0], w, levels=max(depth, 1) + 1, time_dim=time_dim)  # noqa: E731
+        stride = 2 if min(data_shape[1:]) >= 32 else 1
+        make = lambda w: PotentialConv(data_shape[0], w, levels=max(depth, 1) + 1, time_dim=time_dim, first_stride=stride)  # noqa: E731
     else:
         raise ConfigError(f"data shape {tuple(data_shape)} is not supported; accepted: (D,) vectors or (C, H, W) images")
     pot = _largest_width(make, target)

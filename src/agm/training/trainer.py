@@ -8,11 +8,24 @@ Method protocol (see ``agm.methods.AGM``):
 The trainer owns the loop: batches drawn with its own ``torch.Generator`` (so resuming is exact),
 AdamW, per-network gradient clipping, EMA, NaN/inf detection, ``metrics.jsonl`` (+ optional
 tensorboard), tqdm progress, and atomic checkpoints (``agm.training.checkpoint``).
+
+Speed options of TrainConfig (all off by default; CPU behaviour and exact CPU resume are unchanged):
+    amp='bf16'        the method's loss runs under torch.autocast(bfloat16) (parameters, optimiser and
+                      EMA stay float32; losses are reduced in float32)
+    compile=True      nn.Module.compile() on every trained network (state_dict keys unchanged)
+    channels_last     networks and 4-D batches in channels_last memory format
+    fused_optimizer   AdamW(fused=True): one kernel for the whole update
+    device='cuda'     the data tensor is moved to the device once; batches are indexed there
+EMA uses ``torch._foreach_lerp_`` (agm.training.ema). Multi-GPU: launched by ``torchrun``, the trainer
+finds the process group (``agm.training.distributed``), wraps each network in DDP, draws B/W samples
+per rank from a per-rank generator, logs and checkpoints on rank 0 only, and stores every rank's RNG
+state so that resume is exact per rank.
 """
 from __future__ import annotations
 
 import json
 import math
+import contextlib
 import time
 from pathlib import Path
 from typing import Any, Callable, Protocol
@@ -31,6 +44,7 @@ from agm.training.checkpoint import (
     save_checkpoint,
     unflatten,
 )
+from agm.training.distributed import DistContext, current_context, gather_objects, barrier, local_batch_size, rank_seed, wrap_ddp
 from agm.training.ema import EMA
 
 BatchFn = Callable[[int, torch.Generator], Tensor]
@@ -54,6 +68,9 @@ class Trainer:
         out_dir: run directory (None: no files written).
         seed: seeds the trainer's generator and torch's global RNG.
         lrs: per-network learning rates overriding cfg.lr (e.g. {'potential': 1e-3}).
+        dist_ctx: rank / world size (default: the initialised process group, or a single process).
+            ``cfg.batch_size`` is the GLOBAL batch; each rank draws batch_size / world_size samples
+            (ConfigError if not divisible). A batch function must return the rank's local batch.
     """
 
     def __init__(
@@ -65,11 +82,18 @@ class Trainer:
         out_dir: str | Path | None = None,
         seed: int = 0,
         lrs: dict[str, float] | None = None,
+        dist_ctx: DistContext | None = None,
     ) -> None:
         self.method = method
         self.cfg = cfg
-        self.device = torch.device(cfg.device)
+        self.dist = dist_ctx if dist_ctx is not None else current_context(cfg.device)
+        self.device = torch.device(self.dist.device if self.dist.enabled else cfg.device)
+        self.batch_size = local_batch_size(cfg.batch_size, self.dist.world_size)
         self.out_dir = Path(out_dir) if out_dir is not None else None
+        if self.out_dir is not None and not self.dist.is_main:
+            self.out_dir_writes = False
+        else:
+            self.out_dir_writes = self.out_dir is not None
         if isinstance(data, Tensor):
             if data.shape[0] < 1:
                 raise DataError("data has no samples")
@@ -77,48 +101,83 @@ class Trainer:
                 raise DataError("data contains NaN/inf values")
             data = data.to(self.device)
         self.data = data
-        torch.manual_seed(seed)
-        self.generator = torch.Generator(device=self.device).manual_seed(seed)
+        self.seed = rank_seed(seed, self.dist.rank)
+        torch.manual_seed(self.seed)
+        self.generator = torch.Generator(device=self.device).manual_seed(self.seed)
         nets = method.networks()
         lrs = lrs or {}
         for name in lrs:
             if name not in nets:
                 raise ValueError(f"lrs names network {name!r}; the method's networks are {list(nets)}")
         self.nets = nets
+        self.channels_last = bool(cfg.channels_last)
+        if self.channels_last:
+            for net in nets.values():
+                net.to(memory_format=torch.channels_last)
         groups = [
             {"params": list(net.parameters()), "lr": lrs.get(name, cfg.lr), "name": name} for name, net in nets.items()
         ]
-        self.optimizer = torch.optim.AdamW(groups, lr=cfg.lr, weight_decay=cfg.weight_decay)
+        opt_kw = {"fused": True} if cfg.fused_optimizer else {}
+        self.optimizer = torch.optim.AdamW(groups, lr=cfg.lr, weight_decay=cfg.weight_decay, **opt_kw)
         self.ema = {name: EMA(nets[name], cfg.ema_decay) for name in method.ema_names}
+        if cfg.compile:
+            for net in nets.values():
+                net.compile()
+        if self.dist.enabled:
+            wrap_ddp(method, nets, self.dist)
+        self.amp_dtype = torch.bfloat16 if cfg.amp == "bf16" else None
         self.step = 0
         self._tb = None
+
+    def _autocast(self) -> contextlib.AbstractContextManager:
+        """bf16 autocast on the trainer's device when cfg.amp='bf16', else a no-op context."""
+        if self.amp_dtype is None:
+            return contextlib.nullcontext()
+        return torch.autocast(device_type=self.device.type, dtype=self.amp_dtype)
 
     # ---- data -------------------------------------------------------------------------------------
     def _batch(self) -> Tensor:
         if callable(self.data) and not isinstance(self.data, Tensor):
-            return self.data(self.step, self.generator)
-        idx = torch.randint(self.data.shape[0], (self.cfg.batch_size,), generator=self.generator, device=self.device)
-        return self.data[idx]
+            batch = self.data(self.step, self.generator)
+        else:
+            idx = torch.randint(self.data.shape[0], (self.batch_size,), generator=self.generator, device=self.device)
+            batch = self.data[idx]
+        if self.channels_last and batch.dim() == 4:
+            batch = batch.contiguous(memory_format=torch.channels_last)
+        return batch
 
     # ---- one step ---------------------------------------------------------------------------------
     def train_step(self) -> dict[str, float]:
-        """One optimisation step; raises NonFiniteLossError (and writes nothing) on a NaN/inf loss."""
+        """One optimisation step; raises NonFiniteLossError (and writes nothing) on a NaN/inf loss.
+
+        Under DDP the loss is averaged over ranks before the finiteness check (so every rank stops
+        together) and the logged 'loss' is that global mean. Gradient norms are returned as 0-d
+        tensors (converted to floats only when logged, to avoid a device sync every step).
+        """
         for net in self.nets.values():
             net.train()
         batch = self._batch()
-        loss, logs = self.method.loss(batch, self.step, self.generator)
-        if not torch.isfinite(loss):
+        with self._autocast():
+            loss, logs = self.method.loss(batch, self.step, self.generator)
+        check = loss.detach()
+        if self.dist.enabled:
+            import torch.distributed as tdist
+
+            check = check.float().clone()
+            tdist.all_reduce(check)
+            check = check / self.dist.world_size
+            logs["loss"] = float(check)
+        if not torch.isfinite(check):
             last = self._last_checkpoint_name()
             raise NonFiniteLossError(
-                f"loss is {float(loss.detach())} at step {self.step}; training stopped. "
+                f"loss is {float(check)} at step {self.step}; training stopped. "
                 f"Last good checkpoint: {last}. Lower train.lr, raise train.grad_clip protection, or check the data."
             )
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         if self.cfg.grad_clip > 0:
             for name, net in self.nets.items():
-                gn = torch.nn.utils.clip_grad_norm_(net.parameters(), self.cfg.grad_clip)
-                logs[f"grad_norm_{name}"] = float(gn)
+                logs[f"grad_norm_{name}"] = torch.nn.utils.clip_grad_norm_(net.parameters(), self.cfg.grad_clip)
         self.optimizer.step()
         for ema in self.ema.values():
             ema.update()
@@ -130,7 +189,7 @@ class Trainer:
         total = self.cfg.steps if steps is None else steps
         records: list[dict[str, Any]] = []
         bar = None
-        if self.cfg.progress:
+        if self.cfg.progress and self.dist.is_main:
             from tqdm.auto import tqdm
 
             bar = tqdm(total=total, initial=self.step, desc="train", dynamic_ncols=True, leave=False)
@@ -139,6 +198,7 @@ class Trainer:
             while self.step < total:
                 logs = self.train_step()
                 if self.step % self.cfg.log_every == 0 or self.step == total:
+                    logs = {k: float(v) if isinstance(v, Tensor) else v for k, v in logs.items()}
                     rec = {"step": self.step, **logs, "time": round(time.perf_counter() - t0, 4)}
                     records.append(rec)
                     self._log(rec)
@@ -159,7 +219,7 @@ class Trainer:
 
     # ---- logging ----------------------------------------------------------------------------------
     def _log(self, rec: dict[str, Any]) -> None:
-        if self.out_dir is None:
+        if not self.out_dir_writes:
             return
         with open(self.out_dir / "metrics.jsonl", "a") as f:
             f.write(json.dumps(rec) + "\n")
@@ -179,25 +239,42 @@ class Trainer:
         pointer = self.out_dir / "checkpoints" / "latest"
         return str(self.out_dir / "checkpoints" / pointer.read_text().strip()) if pointer.exists() else "none yet"
 
-    def save(self) -> Path:
-        """Write a checkpoint of everything needed to resume exactly."""
+    def save(self) -> Path | None:
+        """Write a checkpoint of everything needed to resume exactly (rank 0 writes; all ranks must call it).
+
+        Single process: RNG keys 'rng.generator', 'rng.torch', 'rng.cuda<i>'. Under DDP every rank's
+        generator / torch / CUDA states are gathered and stored as '<key>.rank<r>' as well.
+        """
         assert self.out_dir is not None
+        rng = {"rng.generator": self.generator.get_state(), "rng.torch": torch.get_rng_state()}
+        if self.dist.enabled:
+            if self.device.type == "cuda":
+                rng["rng.cuda_device"] = torch.cuda.get_rng_state(self.device)
+            gathered = gather_objects(rng, self.dist)
+        if not self.dist.is_main:
+            barrier(self.dist)
+            return None
         opt_tensors, opt_meta = optimizer_to_tensors(self.optimizer)
         trainer_tensors = dict(opt_tensors)
-        trainer_tensors["rng.generator"] = self.generator.get_state()
-        trainer_tensors["rng.torch"] = torch.get_rng_state()
+        trainer_tensors.update(rng)
         if torch.cuda.is_available():
             for i, s in enumerate(torch.cuda.get_rng_state_all()):
                 trainer_tensors[f"rng.cuda{i}"] = s
-        return save_checkpoint(
+        if self.dist.enabled:
+            for r, states in enumerate(gathered):
+                for k, v in states.items():
+                    trainer_tensors[f"{k}.rank{r}"] = v
+        path = save_checkpoint(
             self.out_dir / "checkpoints",
             self.step,
             {name: net.state_dict() for name, net in self.nets.items()},
             {name: ema.state_dict() for name, ema in self.ema.items()},
             trainer_tensors,
-            {"optimizer": opt_meta, "networks": list(self.nets), "ema": list(self.ema)},
+            {"optimizer": opt_meta, "networks": list(self.nets), "ema": list(self.ema), "world_size": self.dist.world_size},
             keep=self.cfg.keep_checkpoints,
         )
+        barrier(self.dist)
+        return path
 
     def resume(self) -> int:
         """Load the latest checkpoint of out_dir; truncate metrics.jsonl to it. Returns the step."""
@@ -213,15 +290,29 @@ class Trainer:
         except (RuntimeError, KeyError, ValueError) as e:
             raise CheckpointError(f"checkpoint {ckpt} does not match this model/config: {e}") from None
         t = files["trainer"]
-        self.generator.set_state(t["rng.generator"])
-        torch.set_rng_state(t["rng.torch"])
-        if torch.cuda.is_available():
-            states = [t[k] for k in sorted(k for k in t if k.startswith("rng.cuda"))]
-            if states:
-                torch.cuda.set_rng_state_all(states)
+        if self.dist.enabled:
+            saved_world = int(state.get("world_size", 1))
+            if saved_world != self.dist.world_size:
+                raise CheckpointError(
+                    f"checkpoint {ckpt} was written by {saved_world} process(es); resume it with the same torchrun "
+                    f"world size (now {self.dist.world_size})"
+                )
+            r = self.dist.rank
+            self.generator.set_state(t[f"rng.generator.rank{r}"])
+            torch.set_rng_state(t[f"rng.torch.rank{r}"])
+            if self.device.type == "cuda" and f"rng.cuda_device.rank{r}" in t:
+                torch.cuda.set_rng_state(t[f"rng.cuda_device.rank{r}"], self.device)
+        else:
+            self.generator.set_state(t["rng.generator"])
+            torch.set_rng_state(t["rng.torch"])
+            if torch.cuda.is_available():
+                states = [t[k] for k in sorted((k for k in t if k.startswith("rng.cuda") and k[8:].isdigit()), key=lambda k: int(k[8:]))]
+                if states:
+                    torch.cuda.set_rng_state_all(states)
         self.step = int(state["step"])
         log = self.out_dir / "metrics.jsonl"
-        if log.exists():
+        if self.out_dir_writes and log.exists():
             keep = [ln for ln in log.read_text().splitlines() if ln.strip() and json.loads(ln)["step"] <= self.step]
             atomic_write_text(log, "".join(ln + "\n" for ln in keep))
+        barrier(self.dist)
         return self.step

@@ -1,0 +1,221 @@
+"""Data on manifolds: synthetic sets on the sphere, flat torus and hyperbolic plane, and loaders for the GFM
+paper's real sets from a local file (soc-adjoint-flowmaps-digest.md §B7; GFM, arXiv 2510.21608).
+
+Synthetic (all deterministic given ``seed``):
+
+* ``sphere_vmf``: equal-weight mixture of von Mises-Fisher laws on S^d, density prop. to
+  exp(kappa_k <mu_k, x>), sampled exactly with Wood's (1994) rejection algorithm.
+* ``torus_wrapped``: mixture of wrapped Gaussians on T^d, x = (m_k + L_k eps) mod 2 pi (one component
+  straddles the seam at angle 0 so that wrapping matters).
+* ``hyperbolic_mixture``: mixture of wrapped normals exp_{c_k}(z), z ~ N(0, s^2 I) on T_{c_k} H^2 (Lorentz
+  model), centres at geodesic radius 1.5 from the origin in 5 directions.
+
+Real sets (no download at run time; each loader takes a local path and its error says where to get it):
+
+* earth-science events on S^2 (Volcano, Earthquake, Flood, Fire; Mathieu & Nickel 2020): CSV with a header
+  and columns (latitude, longitude) in degrees; mapped to (cos lat cos lon, cos lat sin lon, sin lat).
+* torsion angles on T^d (protein backbone (phi, psi): General, Glycine, Proline, Pre-Pro; RNA: 7 angles;
+  Huang et al. 2022): CSV/TSV/NPY of angles in degrees (or radians), mapped to [0, 2 pi).
+"""
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Callable, Sequence
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from agm.errors import DataError, check_choice, check_positive
+from agm.manifolds import FlatTorus, Lorentz, Manifold, Sphere
+
+EARTH_DATA_HINT = (
+    "the earth-science event sets (volcano, earthquake, flood, fire) of Mathieu & Nickel (2020) are distributed with "
+    "the Riemannian CNF / Riemannian flow matching code (github.com/facebookresearch/riemannian-fm, data/ folder); "
+    "save one as CSV with a header and columns latitude, longitude in degrees"
+)
+TORSION_DATA_HINT = (
+    "the protein (General, Glycine, Proline, Pre-Pro) and RNA torsion-angle sets of Huang et al. (2022), used by "
+    "Riemannian flow matching and GFM, are distributed with github.com/facebookresearch/riemannian-fm (data/ folder); "
+    "save one as CSV/TSV/NPY with one column per angle"
+)
+
+
+# ---------------------------------------------------------------------------------------------- sphere
+def sample_vmf(mu: Tensor, kappa: float, n: int, *, generator: torch.Generator | None = None) -> Tensor:
+    """n exact draws of vMF(mu, kappa) on S^{p-1} (p = len(mu)) by Wood's (1994) algorithm.
+
+    W = <mu, X> has density prop. to exp(kappa w)(1 - w^2)^((p-3)/2); it is drawn by rejection from
+    w = (1 - (1+b) z)/(1 - (1-b) z), z ~ Beta((p-1)/2, (p-1)/2), b = (-2 kappa + sqrt(4 kappa^2 + (p-1)^2))/(p-1),
+    accepted when kappa w + (p-1) log(1 - x0 w) - c >= log U, x0 = (1-b)/(1+b), c = kappa x0 + (p-1) log(1 - x0^2).
+    Then X = W mu + sqrt(1 - W^2) V with V uniform on the unit sphere of mu's orthogonal complement.
+    """
+    check_positive("kappa", kappa)
+    check_positive("n", n, integer=True)
+    mu = mu.double() / mu.double().norm()
+    p = mu.shape[0]
+    if p < 2:
+        raise DataError(f"mu has length {p}; a vMF needs a direction in R^p with p >= 2")
+    seed = int(torch.randint(0, 2**62, (1,), generator=generator))
+    rng = np.random.default_rng(seed)
+    b = (-2 * kappa + math.sqrt(4 * kappa**2 + (p - 1) ** 2)) / (p - 1)
+    x0 = (1 - b) / (1 + b)
+    c = kappa * x0 + (p - 1) * math.log(1 - x0**2)
+    out = np.empty(0)
+    while out.size < n:
+        m = 2 * (n - out.size) + 16
+        z = rng.beta((p - 1) / 2, (p - 1) / 2, size=m)
+        w = (1 - (1 + b) * z) / (1 - (1 - b) * z)
+        u = rng.uniform(size=m)
+        out = np.concatenate([out, w[kappa * w + (p - 1) * np.log(1 - x0 * w) - c >= np.log(u)]])
+    w = torch.from_numpy(out[:n])
+    v = torch.from_numpy(rng.standard_normal((n, p)))
+    v = v - (v @ mu)[:, None] * mu
+    v = v / v.norm(dim=-1, keepdim=True)
+    x = w[:, None] * mu + torch.sqrt(torch.clamp(1 - w * w, min=0))[:, None] * v
+    return (x / x.norm(dim=-1, keepdim=True)).float()
+
+
+def sphere_vmf_mixture(n: int, seed: int = 0, dim: int = 2, kappas: Sequence[float] = (8.0, 15.0, 25.0, 40.0)) -> Tensor:
+    """Equal-weight mixture of len(kappas) vMF laws on S^dim; centres are fixed (drawn with seed 1234)."""
+    check_positive("n", n, integer=True)
+    sphere = Sphere(dim)
+    centres = sphere.random_base(len(kappas), generator=torch.Generator().manual_seed(1234), dtype=torch.float64)
+    g = torch.Generator().manual_seed(seed)
+    comp = torch.randint(0, len(kappas), (n,), generator=g)
+    x = torch.empty(n, dim + 1)
+    for k, kappa in enumerate(kappas):
+        idx = (comp == k).nonzero().squeeze(-1)
+        if idx.numel():
+            x[idx] = sample_vmf(centres[k], float(kappa), idx.numel(), generator=g)
+    return x
+
+
+# ---------------------------------------------------------------------------------------------- torus
+def torus_wrapped_mixture(n: int, seed: int = 0, dim: int = 2) -> Tensor:
+    """Mixture of 4 wrapped Gaussians on T^dim: (m_k + s_k eps) mod 2 pi; component 0 sits on the seam (m = 0).
+
+    Means (per coordinate, then cycled over dims): 0, pi/2, pi, 3 pi/2 shifted by k pi/3 along the other axes;
+    stds 0.25, 0.35, 0.3, 0.5 (radians). Component 1 is correlated in 2-D (covariance axis along (1, 1)).
+    """
+    check_positive("n", n, integer=True)
+    check_positive("dim", dim, integer=True)
+    g = torch.Generator().manual_seed(seed)
+    means = torch.stack([torch.tensor([(k * math.pi / 2 + j * k * math.pi / 3) % (2 * math.pi) for j in range(dim)]) for k in range(4)])
+    stds = torch.tensor([0.25, 0.35, 0.3, 0.5])
+    comp = torch.randint(0, 4, (n,), generator=g)
+    eps = torch.randn(n, dim, generator=g)
+    if dim >= 2:  # correlate component 1: eps_1 <- 0.9 eps_0 + sqrt(1 - 0.81) eps_1
+        c1 = comp == 1
+        eps[c1, 1] = 0.9 * eps[c1, 0] + math.sqrt(1 - 0.81) * eps[c1, 1]
+    return torch.remainder(means[comp] + stds[comp, None] * eps, 2 * math.pi)
+
+
+# ---------------------------------------------------------------------------------------------- hyperbolic
+def hyperbolic_mixture(n: int, seed: int = 0, radius: float = 1.5, std: float = 0.3, n_components: int = 5) -> Tensor:
+    """Mixture of wrapped normals on H^2 (Lorentz model): exp_{c_k}(z), z ~ N(0, std^2 I) on T_{c_k}H^2,
+    c_k = exp_o(radius (0, cos a_k, sin a_k)), a_k = 2 pi k / n_components."""
+    check_positive("n", n, integer=True)
+    check_positive("radius", radius)
+    check_positive("n_components", n_components, integer=True)
+    h = Lorentz(2)
+    g = torch.Generator().manual_seed(seed)
+    comp = torch.randint(0, n_components, (n,), generator=g)
+    x = torch.empty(n, 3)
+    o = h.origin()
+    for k in range(n_components):
+        a = 2 * math.pi * k / n_components
+        c = h.expmap(o[None], radius * torch.tensor([[0.0, math.cos(a), math.sin(a)]]))[0]
+        idx = (comp == k).nonzero().squeeze(-1)
+        if idx.numel():
+            x[idx] = h.wrapped_normal(c, std, idx.numel(), generator=g)
+    return x
+
+
+SYNTHETIC: dict[str, tuple[Callable[..., Manifold], Callable[..., Tensor]]] = {
+    "sphere_vmf": (lambda: Sphere(2), sphere_vmf_mixture),
+    "torus_wrapped": (lambda: FlatTorus(2), torus_wrapped_mixture),
+    "hyperbolic_mixture": (lambda: Lorentz(2), hyperbolic_mixture),
+}
+
+
+def make_manifold_data(name: str, n: int, seed: int = 0) -> tuple[Manifold, Tensor]:
+    """(manifold, n points) of a synthetic set: 'sphere_vmf', 'torus_wrapped' or 'hyperbolic_mixture'."""
+    check_choice("dataset", name, SYNTHETIC)
+    make_m, make_x = SYNTHETIC[name]
+    return make_m(), make_x(n, seed=seed)
+
+
+# ---------------------------------------------------------------------------------------------- loaders
+def _read_table(path: str | Path, hint: str) -> np.ndarray:
+    p = Path(path)
+    if not p.is_file():
+        raise DataError(f"data path {str(p)!r} does not exist; {hint}")
+    suffix = p.suffix.lower()
+    if suffix not in (".csv", ".tsv", ".txt", ".npy"):
+        raise DataError(f"data path {str(p)!r} has extension {suffix!r}; accepted: .csv, .tsv, .txt, .npy")
+    if suffix == ".npy":
+        arr = np.load(p, allow_pickle=False)
+    else:
+        delim = "\t" if suffix == ".tsv" else ("," if suffix == ".csv" else None)
+        with open(p) as f:
+            first = f.readline()
+        tokens = first.replace(",", " ").replace("\t", " ").split()
+        header = 0 if all(_is_number(t) for t in tokens) else 1
+        try:
+            arr = np.loadtxt(p, delimiter=delim, skiprows=header, ndmin=2)
+        except ValueError as e:
+            raise DataError(f"data path {str(p)!r} is not a numeric table: {e}") from None
+    arr = np.asarray(arr, dtype=np.float64)
+    if arr.ndim != 2 or arr.shape[0] < 2:
+        raise DataError(f"data in {str(p)!r} has shape {arr.shape}; a table of shape (N >= 2, D) is accepted")
+    if not np.isfinite(arr).all():
+        raise DataError(f"data in {str(p)!r} contains non-finite values")
+    return arr
+
+
+def _is_number(s: str) -> bool:
+    try:
+        float(s)
+        return True
+    except ValueError:
+        return False
+
+
+def latlon_to_sphere(latlon_deg: Tensor) -> Tensor:
+    """(lat, lon) in degrees -> unit vectors (cos lat cos lon, cos lat sin lon, sin lat)."""
+    lat, lon = torch.deg2rad(latlon_deg[:, 0]), torch.deg2rad(latlon_deg[:, 1])
+    return torch.stack([torch.cos(lat) * torch.cos(lon), torch.cos(lat) * torch.sin(lon), torch.sin(lat)], dim=-1)
+
+
+def sphere_to_latlon(x: Tensor) -> Tensor:
+    """Unit vectors -> (lat, lon) in degrees."""
+    return torch.rad2deg(torch.stack([torch.asin(x[:, 2].clamp(-1, 1)), torch.atan2(x[:, 1], x[:, 0])], dim=-1))
+
+
+def load_earth_events(path: str | Path) -> Tensor:
+    """Load an earth-science event set (lat, lon in degrees, first two columns) as points on S^2, float32 (N, 3)."""
+    arr = _read_table(path, EARTH_DATA_HINT)
+    if arr.shape[1] < 2:
+        raise DataError(f"data in {str(path)!r} has {arr.shape[1]} column(s); columns (latitude, longitude) are accepted")
+    lat, lon = arr[:, 0], arr[:, 1]
+    if np.abs(lat).max() > 90 or np.abs(lon).max() > 360:
+        raise DataError(f"data in {str(path)!r}: latitude must be in [-90, 90] and longitude in [-180, 360] degrees")
+    return latlon_to_sphere(torch.from_numpy(arr[:, :2])).float()
+
+
+def load_torsion_angles(path: str | Path, degrees: bool = True, columns: Sequence[int] | None = None) -> Tensor:
+    """Load torsion angles (one column per angle; ``columns`` selects some) as points on T^d in [0, 2 pi), float32."""
+    arr = _read_table(path, TORSION_DATA_HINT)
+    if columns is not None:
+        bad = [c for c in columns if not (0 <= c < arr.shape[1])]
+        if bad:
+            raise DataError(f"columns={list(columns)} has out-of-range indices {bad}; the file has {arr.shape[1]} columns")
+        arr = arr[:, list(columns)]
+    bound = 360.0 if degrees else 2 * math.pi
+    if np.abs(arr).max() > bound + 1e-6:
+        unit = "degrees" if degrees else "radians"
+        raise DataError(f"data in {str(path)!r} has |angle| up to {np.abs(arr).max():.3g}; angles in {unit} within +-{bound:g} are accepted")
+    rad = np.deg2rad(arr) if degrees else arr
+    return torch.remainder(torch.from_numpy(rad), 2 * math.pi).float()

@@ -1,0 +1,185 @@
+"""The manifold interface used by geodesic paths, flow maps and samplers.
+
+A manifold M is embedded in R^n (``ambient_dim``); points and tangent vectors are ambient tensors of
+shape (B, n). The operations follow the table of soc-adjoint-flowmaps-digest.md §B6 (the same API as
+facebookresearch ``flow_matching``'s ``Manifold``: expmap, logmap, projx, proju), plus the metric,
+the geodesic distance, the geodesic interpolant and a prior:
+
+    geodesic(x0, x1, t) = exp_{x0}(t log_{x0} x1)                         (§B2, GFM I_t)
+    d_g(x, y) = ||log_x y||_g                                            (§B5)
+
+Every operation is written with plain differentiable torch ops so that forward-mode JVPs
+(``torch.func.jvp``) pass through it, as the G-LSD / G-ESD losses need (§B4).
+"""
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+
+import torch
+from torch import Tensor
+
+from agm.errors import DataError, check_positive
+
+#: squared norms below this are treated as zero inside sqrt (keeps gradients finite at 0)
+TINY = 1e-30
+
+
+def safe_norm(u: Tensor, keepdim: bool = True) -> Tensor:
+    """Euclidean norm whose gradient is 0 (not NaN) at u = 0: sqrt(max(|u|^2, tiny))."""
+    return torch.sqrt(torch.clamp((u * u).sum(-1, keepdim=keepdim), min=TINY))
+
+
+def sinc(n: Tensor) -> Tensor:
+    """sin(n)/n with the Taylor branch 1 - n^2/6 + n^4/120 for n < 1e-3 (smooth, JVP-safe)."""
+    small = n < 1e-3
+    ns = torch.where(small, torch.ones_like(n), n)
+    return torch.where(small, 1 - n * n / 6 + n**4 / 120, torch.sin(ns) / ns)
+
+
+def sinhc(n: Tensor) -> Tensor:
+    """sinh(n)/n with the Taylor branch 1 + n^2/6 + n^4/120 for n < 1e-3."""
+    small = n < 1e-3
+    ns = torch.where(small, torch.ones_like(n), n)
+    return torch.where(small, 1 + n * n / 6 + n**4 / 120, torch.sinh(ns) / ns)
+
+
+class Manifold(ABC):
+    """A Riemannian manifold embedded in R^ambient_dim (digest §B6).
+
+    Attributes:
+        dim: intrinsic dimension.
+        ambient_dim: size of the last axis of points and tangent vectors.
+        name: short name used in configs and results.
+        atol: default tolerance of the on-manifold check (float32 round-off is ~1e-6).
+    """
+
+    name: str = "manifold"
+    dim: int
+    ambient_dim: int
+    atol: float = 1e-4
+
+    # --- geometry -------------------------------------------------------------------------
+    @abstractmethod
+    def expmap(self, x: Tensor, u: Tensor) -> Tensor:
+        """Exponential map exp_x(u): the point at time 1 of the geodesic from x with velocity u."""
+
+    @abstractmethod
+    def logmap(self, x: Tensor, y: Tensor) -> Tensor:
+        """Logarithm map log_x(y): the tangent vector at x with exp_x(log_x y) = y (inside the cut locus)."""
+
+    @abstractmethod
+    def projx(self, x: Tensor) -> Tensor:
+        """Projection of an ambient point onto M (a retraction's second half)."""
+
+    @abstractmethod
+    def proju(self, x: Tensor, u: Tensor) -> Tensor:
+        """Projection of an ambient vector onto the tangent space T_x M."""
+
+    @abstractmethod
+    def inner(self, x: Tensor, u: Tensor, v: Tensor) -> Tensor:
+        """Riemannian metric g_x(u, v), shape (B,)."""
+
+    @abstractmethod
+    def belongs(self, x: Tensor, atol: float | None = None) -> Tensor:
+        """Boolean (B,): which rows of x lie on M to tolerance atol."""
+
+    @abstractmethod
+    def random_base(self, n: int, *, generator: torch.Generator | None = None, dtype=torch.float32) -> Tensor:
+        """n draws of the prior rho_0 (uniform on compact M, wrapped normal at the origin otherwise)."""
+
+    def sqnorm(self, x: Tensor, u: Tensor) -> Tensor:
+        """Squared metric norm ||u||_g^2 at x, shape (B,)."""
+        return self.inner(x, u, u)
+
+    def norm(self, x: Tensor, u: Tensor) -> Tensor:
+        """Metric norm ||u||_g at x, shape (B,) (zero-safe gradient)."""
+        return torch.sqrt(torch.clamp(self.sqnorm(x, u), min=TINY))
+
+    def sqdist(self, x: Tensor, y: Tensor) -> Tensor:
+        """Squared geodesic distance d_g(x, y)^2 = ||log_x y||_g^2, shape (B,) (digest §B5)."""
+        return self.sqnorm(x, self.logmap(x, y))
+
+    def dist(self, x: Tensor, y: Tensor) -> Tensor:
+        """Geodesic distance d_g(x, y), shape (B,)."""
+        return torch.sqrt(torch.clamp(self.sqdist(x, y), min=TINY))
+
+    def pairwise_dist(self, x: Tensor, y: Tensor) -> Tensor:
+        """Matrix of geodesic distances d_g(x_i, y_j), shape (N, M)."""
+        n, m = x.shape[0], y.shape[0]
+        xi = x[:, None, :].expand(n, m, -1).reshape(n * m, -1)
+        yj = y[None, :, :].expand(n, m, -1).reshape(n * m, -1)
+        return self.dist(xi, yj).reshape(n, m)
+
+    def geodesic(self, x0: Tensor, x1: Tensor, t: Tensor) -> Tensor:
+        """Geodesic interpolant I_t = exp_{x0}(t log_{x0} x1), t of shape (B,) (digest §B2, §B4)."""
+        return self.expmap(x0, t.reshape(-1, 1).to(x0.dtype) * self.logmap(x0, x1))
+
+    def features(self, x: Tensor) -> Tensor:
+        """Network input features of a point (default: its ambient coordinates)."""
+        return x
+
+    def wrapped_normal(self, mean: Tensor, std: float, n: int, *, generator: torch.Generator | None = None) -> Tensor:
+        """n draws of the wrapped normal exp_mean(z), z ~ N(0, std^2 I) isotropic in (T_mean M, g).
+
+        ``mean`` is one point, shape (ambient_dim,). Isotropy in the tangent space means no parallel
+        transport is needed: z = E eps for an orthonormal basis E of T_mean M.
+        """
+        check_positive("std", std)
+        mean = self.check_point(mean.reshape(1, -1), "mean")
+        basis = self.tangent_basis(mean[0])  # (dim, ambient)
+        eps = torch.randn(n, self.dim, generator=generator, dtype=mean.dtype)
+        z = std * eps @ basis
+        return self.expmap(mean.expand(n, -1), z)
+
+    def tangent_basis(self, x: Tensor) -> Tensor:
+        """An orthonormal (in g) basis of T_x M, shape (dim, ambient_dim), by Gram-Schmidt on projected axes."""
+        vecs: list[Tensor] = []
+        eye = torch.eye(self.ambient_dim, dtype=x.dtype)
+        for e in eye:
+            v = self.proju(x[None], e[None])[0]
+            for b in vecs:
+                v = v - self.inner(x[None], v[None], b[None])[0] * b
+            nv = self.sqnorm(x[None], v[None])[0]
+            if nv > 1e-8:
+                vecs.append(v / torch.sqrt(nv))
+            if len(vecs) == self.dim:
+                break
+        return torch.stack(vecs)
+
+    # --- validation ----------------------------------------------------------------------------
+    def check_shape(self, x: Tensor, field: str = "x") -> Tensor:
+        """Raise DataError unless x is a floating tensor of shape (B, ambient_dim) with finite values."""
+        if not isinstance(x, Tensor):
+            raise DataError(f"{field} must be a torch.Tensor of shape (B, {self.ambient_dim}), got {type(x).__name__}")
+        if x.dim() != 2 or x.shape[-1] != self.ambient_dim:
+            raise DataError(
+                f"{field} has shape {tuple(x.shape)}; {self.describe()} accepts points of shape (B, {self.ambient_dim})"
+            )
+        if not x.is_floating_point():
+            raise DataError(f"{field} has dtype {x.dtype}; a floating dtype is accepted")
+        if not torch.isfinite(x).all():
+            raise DataError(f"{field} contains non-finite values")
+        return x
+
+    def check_point(self, x: Tensor, field: str = "x", atol: float | None = None) -> Tensor:
+        """Raise DataError unless every row of x lies on M (to ``atol``); returns x."""
+        self.check_shape(x, field)
+        ok = self.belongs(x, atol)
+        if not bool(ok.all()):
+            bad = int((~ok).nonzero()[0, 0])
+            raise DataError(
+                f"{field}[{bad}]={x[bad].tolist()} is not on {self.describe()} "
+                f"(tolerance {atol if atol is not None else self.atol}); {self.constraint()}"
+            )
+        return x
+
+    def describe(self) -> str:
+        """Human-readable name with dimension, e.g. 'Sphere(dim=2)'."""
+        return f"{type(self).__name__}(dim={self.dim})"
+
+    def constraint(self) -> str:
+        """The membership constraint, in words (used in error messages)."""
+        return ""
+
+    def __repr__(self) -> str:
+        return self.describe()

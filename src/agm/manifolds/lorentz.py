@@ -1,0 +1,126 @@
+"""Hyperbolic space H^d in the Lorentz (hyperboloid) model, with conversions to the Poincare ball.
+
+We compute in the Lorentz model (numerically steadier exp/log than the ball's Mobius formulas of
+digest §B6; the two are isometric) and use the Poincare ball only for plots and data exchange.
+Minkowski product <x, y>_L = -x_0 y_0 + sum_i x_i y_i; H^d = {x : <x, x>_L = -1, x_0 > 0}.
+
+    exp_x(u)  = cosh(|u|_L) x + sinh(|u|_L) u / |u|_L,   |u|_L = sqrt(<u, u>_L)  (u tangent)
+    log_x(y)  = asinh(|w|_L) w / |w|_L,  w = y + <x, y>_L x   (|w|_L = sinh d(x, y))
+    d(x, y)   = arccosh(-<x, y>_L) = asinh(|w|_L)
+    proj_x(u) = u + <x, u>_L x,   projx(x) = (sqrt(1 + |x_{1:}|^2), x_{1:})
+    ball(x)   = x_{1:} / (1 + x_0),   lorentz(p) = ((1 + |p|^2), 2 p) / (1 - |p|^2)
+Prior: wrapped normal at the origin o = (1, 0, ..., 0) with std ``prior_std`` (digest §B9: the space is
+not compact, so there is no uniform prior).
+"""
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from agm.errors import DataError, check_positive
+from agm.manifolds.base import TINY, Manifold, sinhc
+
+
+def minkowski(u: Tensor, v: Tensor) -> Tensor:
+    """<u, v>_L = -u_0 v_0 + sum_{i>=1} u_i v_i, shape (B,)."""
+    return (u[..., 1:] * v[..., 1:]).sum(-1) - u[..., 0] * v[..., 0]
+
+
+class Lorentz(Manifold):
+    """H^dim as the upper sheet of the hyperboloid in R^(dim+1); dim >= 1 (dim = 2: the hyperbolic plane)."""
+
+    name = "hyperbolic"
+
+    def __init__(self, dim: int = 2, prior_std: float = 1.0) -> None:
+        check_positive("manifold.dim", dim, integer=True)
+        check_positive("manifold.prior_std", prior_std)
+        self.dim = dim
+        self.ambient_dim = dim + 1
+        self.prior_std = float(prior_std)
+
+    def origin(self, dtype=torch.float32) -> Tensor:
+        """o = (1, 0, ..., 0)."""
+        o = torch.zeros(self.ambient_dim, dtype=dtype)
+        o[0] = 1
+        return o
+
+    def _lnorm(self, u: Tensor) -> Tensor:
+        return torch.sqrt(torch.clamp(minkowski(u, u), min=TINY)).unsqueeze(-1)
+
+    def expmap(self, x: Tensor, u: Tensor) -> Tensor:
+        """exp_x(u) = cosh|u|_L x + sinhc(|u|_L) u.
+
+        x is re-projected onto H^d and u onto T_x H^d first, and the result is re-projected: in float32
+        the hyperboloid constraint loses ~eps * x_0^2, which the Minkowski products would amplify.
+        """
+        x = self.projx(x)
+        u = self.proju(x, u)
+        n = self._lnorm(u)
+        return self.projx(torch.cosh(n) * x + sinhc(n) * u)
+
+    def logmap(self, x: Tensor, y: Tensor) -> Tensor:
+        """log_x(y) = asinh(|w|_L) w / |w|_L, w = y + <x,y>_L x (x, y first re-projected onto H^d)."""
+        x, y = self.projx(x), self.projx(y)
+        w = y + minkowski(x, y).unsqueeze(-1) * x
+        nw = self._lnorm(w)
+        small = nw < 1e-4
+        ratio = torch.where(small, 1 - nw * nw / 6, torch.asinh(nw) / torch.where(small, torch.ones_like(nw), nw))
+        return ratio * w
+
+    def sqdist(self, x: Tensor, y: Tensor) -> Tensor:
+        """d(x, y)^2 = asinh(|y + <x,y>_L x|_L)^2 (no cancellation near d = 0)."""
+        w = y + minkowski(x, y).unsqueeze(-1) * x
+        return torch.asinh(self._lnorm(w)).squeeze(-1) ** 2
+
+    def pairwise_dist(self, x: Tensor, y: Tensor) -> Tensor:
+        """d(x_i, y_j) = arccosh(max(1, -<x_i, y_j>_L)) (use float64 for small distances)."""
+        x, y = self.projx(x), self.projx(y)
+        g = x[:, 1:] @ y[:, 1:].T - x[:, :1] @ y[:, :1].T
+        return torch.acosh(torch.clamp(-g, min=1.0))
+
+    def projx(self, x: Tensor) -> Tensor:
+        """Lift onto the hyperboloid keeping the space-like coordinates: x_0 = sqrt(1 + |x_{1:}|^2)."""
+        xs = x[..., 1:]
+        x0 = torch.sqrt(1 + (xs * xs).sum(-1, keepdim=True))
+        return torch.cat([x0, xs], dim=-1)
+
+    def proju(self, x: Tensor, u: Tensor) -> Tensor:
+        """u + <x, u>_L x (orthogonal projection onto T_x H^d in the Minkowski product)."""
+        return u + minkowski(x, u).unsqueeze(-1) * x
+
+    def inner(self, x: Tensor, u: Tensor, v: Tensor) -> Tensor:
+        """Metric on T_x H^d: the Minkowski product (positive definite there)."""
+        return minkowski(u, v)
+
+    def belongs(self, x: Tensor, atol: float | None = None) -> Tensor:
+        """|<x, x>_L + 1| <= atol (1 + x_0^2) and x_0 > 0 (relative tolerance: float32 round-off grows with x_0^2)."""
+        atol = self.atol if atol is None else atol
+        return ((minkowski(x, x) + 1).abs() <= atol * (1 + x[..., 0] ** 2)) & (x[..., 0] > 0)
+
+    def constraint(self) -> str:
+        return "points must satisfy -x0^2 + |x_{1:}|^2 = -1 with x0 > 0 (use Lorentz.from_poincare for ball coordinates)"
+
+    def random_base(self, n: int, *, generator: torch.Generator | None = None, dtype=torch.float32) -> Tensor:
+        """Wrapped normal exp_o(z), z ~ N(0, prior_std^2 I) in T_o H^d."""
+        check_positive("n", n, integer=True)
+        z = self.prior_std * torch.randn(n, self.dim, generator=generator, dtype=dtype)
+        u = torch.cat([torch.zeros(n, 1, dtype=dtype), z], dim=-1)
+        return self.expmap(self.origin(dtype).expand(n, -1), u)
+
+    def features(self, x: Tensor) -> Tensor:
+        """Network features: the Poincare-ball coordinates (bounded) and asinh of the ambient space-like ones."""
+        return torch.cat([self.to_poincare(x), torch.asinh(x[..., 1:])], dim=-1)
+
+    @staticmethod
+    def to_poincare(x: Tensor) -> Tensor:
+        """Poincare ball coordinates p = x_{1:} / (1 + x_0)."""
+        return x[..., 1:] / (1 + x[..., :1])
+
+    def from_poincare(self, p: Tensor) -> Tensor:
+        """Lorentz point ((1 + |p|^2), 2 p) / (1 - |p|^2); raises DataError unless |p| < 1."""
+        if p.dim() != 2 or p.shape[-1] != self.dim:
+            raise DataError(f"p has shape {tuple(p.shape)}; Poincare ball points of shape (B, {self.dim}) are accepted")
+        sq = (p * p).sum(-1, keepdim=True)
+        if bool((sq >= 1).any()):
+            raise DataError("p has rows with norm >= 1; Poincare ball points must have norm < 1")
+        return torch.cat([1 + sq, 2 * p], dim=-1) / (1 - sq)
