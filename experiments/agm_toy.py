@@ -39,6 +39,7 @@ ABLATIONS = {
 
 def run_one(job: tuple[str, int, str, list[str], int]) -> dict:
     dataset, seed, label, overrides, steps = job
+    overrides = [*COMMON, *overrides]
     import torch
 
     torch.set_num_threads(1)
@@ -54,6 +55,13 @@ def run_one(job: tuple[str, int, str, list[str], int]) -> dict:
         m = evaluate_run(Path(d) / "run", seed=seed)
     m["train_seconds"] = secs
     return {"dataset": dataset, "seed": seed, "label": label, "metrics": m}
+
+
+COMMON: list[str] = []  # overrides applied to every run (--set)
+
+
+def _set_common(common: list[str]) -> None:
+    COMMON[:] = common
 
 
 def paired(a: list[float], b: list[float]) -> dict:
@@ -87,14 +95,21 @@ def summarise(rows: list[dict], datasets: list[str], seeds: list[int], labels: l
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--seeds", type=int, default=5)
-    ap.add_argument("--steps", type=int, default=2000)
+    ap.add_argument("--steps", type=int, default=10000, help="training steps per run (default: 10000, the toy config)")
     ap.add_argument("--ablation-seeds", type=int, default=3)
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--quick", action="store_true", help="2 datasets, 2 seeds, 200 steps")
+    ap.add_argument("--datasets", nargs="+", default=MAIN_DATASETS, help=f"2-D sets (default: {MAIN_DATASETS})")
+    ap.add_argument("--set", dest="common", action="append", default=[], metavar="KEY=VALUE",
+                    help="config override applied to every run (repeatable), e.g. --set path.sigma=0.2")
+    ap.add_argument("--no-ablations", action="store_true", help="main comparison only")
     ap.add_argument("--out", default=str(ROOT / "experiments/results/agm_toy.json"))
     args = ap.parse_args()
-    datasets, seeds, steps = MAIN_DATASETS, list(range(args.seeds)), args.steps
+    COMMON.extend(args.common)
+    datasets, seeds, steps = args.datasets, list(range(args.seeds)), args.steps
     abl_datasets, abl_seeds = ["moons", "unbalanced_mixture"], list(range(args.ablation_seeds))
+    if args.no_ablations:
+        abl_datasets = []
     if args.quick:
         datasets, seeds, steps, abl_datasets, abl_seeds = datasets[:2], [0, 1], 200, ["moons"], [0, 1]
     jobs = [(ds, s, "baseline", ["method=baseline"], steps) for ds, s in itertools.product(datasets, seeds)]
@@ -102,7 +117,7 @@ def main() -> int:
     abl_jobs = [(ds, s, lab, ["method=agm", *ov], steps) for lab, ov in ABLATIONS.items() if lab != "default(nll,down,batch)"
                 for ds, s in itertools.product(abl_datasets, abl_seeds)]
     t0 = time.perf_counter()
-    with ProcessPoolExecutor(args.workers) as pool:
+    with ProcessPoolExecutor(args.workers, initializer=_set_common, initargs=(COMMON,)) as pool:
         rows = list(pool.map(run_one, jobs + abl_jobs))
     for r in rows:
         if r["label"] == "agm":
@@ -111,12 +126,12 @@ def main() -> int:
     main_rows = [r for r in rows if r["label"] in ("baseline", "agm")]
     result = {
         "command": "python " + " ".join(sys.argv),
-        "settings": {"config": "toy (src/agm/configs/toy.yaml)", "steps": steps, "seeds": seeds, "datasets": datasets,
+        "settings": {"config": "toy (src/agm/configs/toy.yaml)", "overrides": COMMON, "steps": steps, "seeds": seeds, "datasets": datasets,
                      "ablation_datasets": abl_datasets, "ablation_seeds": abl_seeds, "equal_budget": "same steps, batch, lr, drift, seed"},
         "machine": {"platform": platform.platform(), "cpu_count": os.cpu_count(), "torch": __import__("torch").__version__},
         "wall_seconds": round(time.perf_counter() - t0, 1),
         "main": summarise(main_rows, datasets, seeds, ["baseline", "agm"]),
-        "ablations": summarise([r for r in rows if r["dataset"] in abl_datasets and r["seed"] in abl_seeds], abl_datasets, abl_seeds,
+        "ablations": {} if not abl_datasets else summarise([r for r in rows if r["dataset"] in abl_datasets and r["seed"] in abl_seeds], abl_datasets, abl_seeds,
                                ["baseline", *ABLATIONS]),
         "runs": rows,
     }

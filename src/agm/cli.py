@@ -69,8 +69,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     d = sub.add_parser("demo", help="drift-only vs AGM on a built-in 2-D set (about 1-3 minutes on 2 CPU cores)")
     d.add_argument("--out", default="runs/demo", help="output directory (default: runs/demo)")
-    d.add_argument("--dataset", default="moons", help="built-in 2-D set: moons, 8gaussians, checkerboard, pinwheel, swissroll, unbalanced_mixture")
-    d.add_argument("--steps", type=int, default=2000, help="training steps for each model (default: 2000)")
+    d.add_argument("--dataset", default="checkerboard",
+                   help="built-in 2-D set: checkerboard (default), moons, 8gaussians, pinwheel, swissroll, unbalanced_mixture")
+    d.add_argument("--steps", type=int, default=10000, help="training steps for each model (default: 10000, as the toy config)")
     d.add_argument("--seed", type=int, default=0, help="seed shared by both models (default: 0)")
     d.add_argument("--no-plots", action="store_true", help="skip the PNG plots")
     d.set_defaults(func=_cmd_demo)
@@ -103,14 +104,19 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--seed", type=int, default=0, help="sampling seed (default: 0)")
     e.set_defaults(func=_cmd_eval)
 
-    for module in _COMMAND_MODULES:
-        import importlib
-
-        importlib.import_module(module).register(sub)
+    _register_command_modules(sub)
     return p
 
 
-_COMMAND_MODULES: list[str] = []
+def _register_command_modules(sub: argparse._SubParsersAction) -> None:
+    """Add the sub-commands of every module in :mod:`agm.commands` (each defines ``register(sub)``)."""
+    import importlib
+    import pkgutil
+
+    import agm.commands
+
+    for info in sorted(pkgutil.iter_modules(agm.commands.__path__), key=lambda m: m.name):
+        importlib.import_module(f"agm.commands.{info.name}").register(sub)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -101,7 +101,7 @@ def _train_and_eval(name: str, overrides: list[str], out: Path, seed: int) -> tu
     return name, info, metrics, sample_run(run_dir, 3000, seed=seed + 1)
 
 
-def run_demo(out: str | Path = "runs/demo", dataset: str = "moons", steps: int = 2000, seed: int = 0, plots: bool = True) -> dict[str, Any]:
+def run_demo(out: str | Path = "runs/demo", dataset: str = "checkerboard", steps: int = 10000, seed: int = 0, plots: bool = True) -> dict[str, Any]:
     """Train baseline and AGM with identical seed/budget (in parallel, one process each); evaluate both."""
     import multiprocessing as mp
     from concurrent.futures import ProcessPoolExecutor

@@ -77,8 +77,8 @@ class AGM(nn.Module):
             nets["potential"] = self.potential
         return nets
 
-    def loss(self, x1: Tensor, step: int, generator: torch.Generator | None = None) -> tuple[Tensor, dict[str, float]]:
-        """Total loss for one batch of data x1 and the scalars to log."""
+    def loss(self, x1: Tensor, step: int, generator: torch.Generator | None = None) -> tuple[Tensor, dict[str, Tensor]]:
+        """Total loss for one batch of data x1 and the scalars to log (detached 0-d tensors)."""
         x0 = self.prior_std * torch.randn(x1.shape, generator=generator, device=x1.device, dtype=x1.dtype)
         if isinstance(self.drift, EndpointDrift):
             s = self.path.sample(x0, x1, generator=generator)
@@ -87,16 +87,12 @@ class AGM(nn.Module):
             ell, s = bridge_matching_loss(self.drift, self.path, x0, x1, generator=generator)
         if self.potential is None:
             drift_loss = ell.mean()
-            return drift_loss, {"loss": float(drift_loss.detach()), "drift_loss": float(drift_loss.detach())}
+            return drift_loss, {"loss": drift_loss.detach(), "drift_loss": drift_loss.detach()}
         v = self.potential(s.xt.detach(), s.t)
         drift_loss, pot_loss, logs = self.weighting.losses(v, ell, s.t, s.target, step)
         total = drift_loss + pot_loss
-        logs.update(
-            loss=float(total.detach()),
-            drift_loss=float(drift_loss.detach()),
-            potential_loss=float(pot_loss.detach()),
-            unweighted_drift_loss=float(ell.detach().mean()),
-        )
+        logs.update(loss=total.detach(), drift_loss=drift_loss.detach(), potential_loss=pot_loss.detach(),
+                    unweighted_drift_loss=ell.detach().mean())
         return total, logs
 
 

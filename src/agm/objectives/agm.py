@@ -83,9 +83,9 @@ def importance_weights(
     return w
 
 
-def effective_sample_size(w: Tensor) -> float:
-    """(sum w)^2 / sum w^2 divided by B: 1 for uniform weights, -> 1/B for one dominant weight."""
-    return float(w.sum() ** 2 / (w.pow(2).sum() * w.numel()))
+def effective_sample_size(w: Tensor) -> Tensor:
+    """(sum w)^2 / sum w^2 divided by B, as a 0-d tensor: 1 for uniform weights, -> 1/B for one dominant weight."""
+    return w.sum() ** 2 / (w.pow(2).sum() * w.numel())
 
 
 def potential_loss(v: Tensor, ell: Tensor, target_u: Tensor | None = None, objective: str = "nll") -> Tensor:
@@ -135,13 +135,17 @@ class PotentialWeighting:
             v, t, sign=self.sign, temperature=self.temperature, normalise=self.normalise, time_bins=self.time_bins, clip=self.clip
         )
 
-    def losses(self, v: Tensor, ell: Tensor, t: Tensor, target_u: Tensor, step: int) -> tuple[Tensor, Tensor, dict[str, float]]:
-        """(drift loss L_f, potential loss L_V, logs). L_f = mean(w * l) with w stopped; L_V per the objective."""
+    def losses(self, v: Tensor, ell: Tensor, t: Tensor, target_u: Tensor, step: int) -> tuple[Tensor, Tensor, dict[str, Tensor]]:
+        """(drift loss L_f, potential loss L_V, logs). L_f = mean(w * l) with w stopped; L_V per the objective.
+
+        Logs are detached 0-d tensors (ESS/B, max and min weight, corr(V, t)); the trainer converts them to
+        floats only on logging steps, so no device synchronisation happens on the others.
+        """
         w = self.weights(v, t, step)
         drift_loss = (w * ell).mean()
         pot_loss = potential_loss(v, ell, target_u, self.objective).mean()
         with torch.no_grad():
             vc, tc = v.detach() - v.detach().mean(), t - t.mean()
-            corr = float((vc * tc).sum() / (vc.norm() * tc.norm()).clamp_min(1e-12))
-        logs = {"ess": effective_sample_size(w), "w_max": float(w.max()), "w_min": float(w.min()), "v_t_corr": corr}
+            corr = (vc * tc).sum() / (vc.norm() * tc.norm()).clamp_min(1e-12)
+            logs = {"ess": effective_sample_size(w), "w_max": w.max(), "w_min": w.min(), "v_t_corr": corr}
         return drift_loss, pot_loss, logs
