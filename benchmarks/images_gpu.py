@@ -37,6 +37,14 @@ from agm.samplers.cuda_graph import GraphEulerMaruyama  # noqa: E402
 from agm.training import Trainer  # noqa: E402
 
 
+VARIANTS = {
+    "fp32_eager": dict(amp="none", cl=False, fused=False, comp=False),
+    "bf16_cl_fused_eager": dict(amp="bf16", cl=True, fused=True, comp=False),
+    "bf16_fused_compiled": dict(amp="bf16", cl=False, fused=True, comp=True),
+    "bf16_cl_fused_compiled": dict(amp="bf16", cl=True, fused=True, comp=True),
+}
+
+
 def sync_time(fn, reps: int) -> float:
     """Median milliseconds of fn() over reps, timed with CUDA events."""
     times = []
@@ -150,7 +158,7 @@ def bench_training(variants, size, batch, model, rounds, steps, data, peak):
     return out
 
 
-def bench_sampling(drift, size, channels, n, steps=100):
+def bench_sampling(drift, size, channels, n, steps=100, reps=3):
     drift = drift.eval()
     res = {}
     x0 = torch.randn(n, channels, size, size, device="cuda")
@@ -162,8 +170,8 @@ def bench_sampling(drift, size, channels, n, steps=100):
 
     gs = GraphEulerMaruyama(steps, cuda_graph=True, amp="bf16")
     gs.sample(drift, x0, 0.5, generator=torch.Generator("cuda").manual_seed(0))  # capture
-    ms_e = sync_time(eager, 3)
-    ms_g = sync_time(lambda: gs.sample(drift, x0, 0.5, generator=torch.Generator("cuda").manual_seed(0)), 3)
+    ms_e = sync_time(eager, reps)
+    ms_g = sync_time(lambda: gs.sample(drift, x0, 0.5, generator=torch.Generator("cuda").manual_seed(0)), reps)
     res = {"batch": n, "steps": steps, "eager_bf16_ms": ms_e, "graph_bf16_ms": ms_g,
            "eager_images_per_s": n / (ms_e / 1e3), "graph_images_per_s": n / (ms_g / 1e3)}
     print(f"[sample] n={n}: eager {res['eager_images_per_s']:.0f} img/s, graph {res['graph_images_per_s']:.0f} img/s", flush=True)
@@ -172,6 +180,12 @@ def bench_sampling(drift, size, channels, n, steps=100):
 
 def checks(drift, size, channels):
     """bf16 vs fp32 drift output; CUDA-graph vs eager EM sampler (fp32)."""
+    # the U-Net's output convs are zero-initialised (its output is exactly 0 at init, which would make the
+    # comparisons below trivially exact): perturb every parameter first so the checks test real arithmetic
+    with torch.no_grad():
+        g = torch.Generator("cuda").manual_seed(0)
+        for p_ in drift.parameters():
+            p_.add_(0.02 * torch.randn(p_.shape, generator=g, device=p_.device))
     x = torch.randn(8, channels, size, size, device="cuda")
     t = torch.rand(8, device="cuda")
     with torch.no_grad():
@@ -200,7 +214,14 @@ def main() -> None:
     p.add_argument("--preset", default="ddpmpp-64", choices=["ddpmpp-64", "small"], help="drift size")
     p.add_argument("--no-compile", action="store_true", help="skip the torch.compile variant")
     p.add_argument("--sample-batch", type=int, default=256, help="sampling batch (default 256)")
+    p.add_argument("--variants", nargs="+", default=None, choices=list(VARIANTS), help="training variants (default: all)")
+    p.add_argument("--sample-reps", type=int, default=3, help="timed sampling repetitions (0 skips sampling)")
+    p.add_argument("--quick", action="store_true", help="smoke mode (< 1 min): 32x32, small drift, 2 rounds of 3 steps, no compile")
     args = p.parse_args()
+    if args.quick:
+        args.size, args.preset, args.rounds, args.steps, args.no_compile, args.sample_batch = 32, "small", 2, 3, True, 64
+    if not torch.cuda.is_available():
+        raise SystemExit("benchmarks/images_gpu.py needs a CUDA GPU (torch.cuda.is_available() is False)")
     torch.backends.cuda.matmul.allow_tf32 = True
     torch.backends.cudnn.allow_tf32 = True
     torch.backends.cudnn.benchmark = True
@@ -212,33 +233,37 @@ def main() -> None:
     bw = copy_bandwidth()
     print(f"[device] {torch.cuda.get_device_name()}: bf16 matmul {peak/1e12:.0f} TFLOP/s, copy {bw/1e12:.2f} TB/s", flush=True)
     data = torch.rand(4096, 3, args.size, args.size, device="cuda") * 2 - 1
-    variants = [
-        ("fp32_eager", dict(amp="none", cl=False, fused=False, comp=False)),
-        ("bf16_cl_fused_eager", dict(amp="bf16", cl=True, fused=True, comp=False)),
-    ]
-    if not args.no_compile:
-        variants.append(("bf16_cl_fused_compiled", dict(amp="bf16", cl=True, fused=True, comp=True)))
+    names = args.variants or [v for v in VARIANTS if not (args.no_compile and VARIANTS[v]["comp"])]
+    variants = [(v, VARIANTS[v]) for v in names]
     cfg = make_cfg("baseline", args.size, args.batch, model, amp="none", cl=False, fused=False, comp=False)
     torch.manual_seed(0)
     m, _ = build_method(cfg, (3, args.size, args.size))
     drift = m.drift.cuda()
     chk = checks(drift, args.size, 3)
-    sampling = bench_sampling(drift.float(), args.size, 3, args.sample_batch)
+    sampling = bench_sampling(drift.float(), args.size, 3, args.sample_batch, reps=args.sample_reps) if args.sample_reps > 0 else None
     del m, drift
-    training = bench_training(variants, args.size, args.batch, model, args.rounds, args.steps, data, peak)
-    result = {
+    result: dict = {}
+
+    def write(training, partial):
+        result.update({
         "command": " ".join([os.path.basename(sys.executable)] + sys.argv),
         "device": torch.cuda.get_device_name(),
-        "machine": {"platform": platform.platform(), "cpu_count": os.cpu_count(), "torch": torch.__version__,
-                    "cuda": torch.version.cuda},
+        "machine": {"platform": platform.platform(), "processor": platform.processor(), "cpu_count": os.cpu_count(),
+                    "torch": torch.__version__, "cuda": torch.version.cuda, "threads": torch.get_num_threads(),
+                    "device": torch.cuda.get_device_name()},
         "measured_bf16_matmul_tflops": peak / 1e12, "measured_copy_tb_per_s": bw / 1e12,
         "image_size": args.size, "channels": 3, "model": model, "preset": args.preset,
         "checks": chk, "training": training, "sampling": sampling,
         "goals": {"agm_over_drift_step_time_max": 1.02, "mfu_min": 0.35},
-        "wall_s": round(time.perf_counter() - t_start, 1),
-    }
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps(result, indent=1))
+        "wall_s": round(time.perf_counter() - t_start, 1), "partial": partial,
+        })
+        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.out).write_text(json.dumps(result, indent=1))
+
+    training: list = []
+    for v in variants:  # the JSON is rewritten after each variant, so a run cut short keeps what it measured
+        training += bench_training([v], args.size, args.batch, model, args.rounds, args.steps, data, peak)
+        write(training, v is not variants[-1])
     print("SUMMARY")
     for e in training:
         b, a = e["baseline"], e["agm"]

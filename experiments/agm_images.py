@@ -137,8 +137,14 @@ def main() -> None:
     p.add_argument("--work", default="/tmp/agm_images_runs", help="run directories")
     p.add_argument("--out", default=str(ROOT / "experiments/results/agm_images.json"), help="result JSON")
     p.add_argument("--override", nargs="*", default=[], help="extra config overrides key=value for both methods")
+    p.add_argument("--quick", action="store_true", help="smoke mode (< 1 min on a GPU): 60 steps, seed 0, 200 samples")
     p.add_argument("--worker", nargs=2, metavar=("METHOD", "SEED"), help=argparse.SUPPRESS)
     args = p.parse_args()
+    if args.quick and not args.worker:
+        args.steps, args.seeds, args.n_samples, args.classifier_steps, args.sample_steps = 60, [0], 200, 100, 20
+        if "agm_images.json" in args.out:
+            args.out = args.out.replace("agm_images.json", "agm_images_quick.json")
+        args.work = args.work.rstrip("/") + "_quick"
     work = Path(args.work)
     if args.worker:
         r = run_one(args.worker[0], int(args.worker[1]), args.steps, work, args.config, args.override)
@@ -182,7 +188,8 @@ def main() -> None:
         "n_samples": args.n_samples, "sample_steps": args.sample_steps, **ev,
         "runs": runs, "summary": summarise(runs),
         "train_phase_wall_s": round(train_wall, 1), "total_wall_s": round(time.perf_counter() - t_all, 1),
-        "machine": {"platform": platform.platform(), "cpu_count": os.cpu_count(), "torch": torch.__version__,
+        "machine": {"platform": platform.platform(), "processor": platform.processor(), "cpu_count": os.cpu_count(),
+                    "torch": torch.__version__, "threads_per_run": 1,
                     "device": torch.cuda.get_device_name() if torch.cuda.is_available() else "cpu"},
     }
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -74,14 +74,21 @@ def to_unit_range(arr: np.ndarray, field: str) -> Tensor:
 
 
 def _to_nchw(x: Tensor, field: str) -> Tensor:
-    """(N, H, W) -> (N, 1, H, W); (N, H, W, C) with C in {1, 3, 4} and the 2nd axis not -> (N, C, H, W)."""
+    """(N, H, W) -> (N, 1, H, W); (N, H, W, C) -> (N, C, H, W) for C in {1, 3, 4}.
+
+    When both axes 1 and 3 could be channels, the layout whose images are square wins, else NHWC.
+    """
     if x.ndim == 3:
         return x[:, None]
     if x.ndim != 4:
         raise DataError(f"{field} has shape {tuple(x.shape)}; accepted: (N, H, W), (N, H, W, C) or (N, C, H, W) with C in 1, 3, 4")
-    if x.shape[1] in (1, 3, 4):
+    nchw, nhwc = x.shape[1] in (1, 3, 4), x.shape[-1] in (1, 3, 4)
+    if nchw and nhwc:  # ambiguous, e.g. (N, 4, 4, 3): take the layout with square images, else NHWC (numpy's)
+        nchw = x.shape[2] == x.shape[3] and x.shape[1] != x.shape[2]
+        nhwc = not nchw
+    if nchw:
         return x
-    if x.shape[-1] in (1, 3, 4):
+    if nhwc:
         return x.permute(0, 3, 1, 2).contiguous()
     raise DataError(f"{field} has shape {tuple(x.shape)}; no channel axis of size 1, 3 or 4 found (accepted: NCHW or NHWC)")
 
