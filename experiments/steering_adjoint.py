@@ -5,6 +5,7 @@ drawn by rejection sampling. Reports W2 / energy distance to p*, mean reward, an
 (trace of the covariance of minibatch gradients, raw and relative to |mean grad|^2) for every loss.
 
     .venv/bin/python experiments/steering_adjoint.py            # full run (writes experiments/results/steering_adjoint.json)
+    .venv/bin/python experiments/steering_adjoint.py --quick    # smoke test (< 1 min)
 """
 from __future__ import annotations
 
@@ -24,33 +25,42 @@ from agm.steering.tilt import machine_info
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__)
-    ap.add_argument("--dataset", default="8gaussians")
-    ap.add_argument("--reward", default="linear", choices=["linear", "quadratic"])
+    ap.add_argument("--dataset", default="8gaussians", help="built-in 2-D toy data set (agm.data.toy)")
+    ap.add_argument("--reward", default="linear", choices=["linear", "quadratic"], help="reward: linear x_1 or quadratic -(1/2)|x - (1,1)|^2")
     ap.add_argument("--lam", type=float, default=0.5, help="reward multiplier (AM's lambda)")
-    ap.add_argument("--losses", default=",".join(SOC_LOSSES))
-    ap.add_argument("--seeds", default="0,1")
-    ap.add_argument("--iterations", type=int, default=300)
-    ap.add_argument("--batch", type=int, default=64)
-    ap.add_argument("--lr", type=float, default=3e-3)
+    ap.add_argument("--losses", default=",".join(SOC_LOSSES), help="comma-separated SOC losses to compare")
+    ap.add_argument("--seeds", default="0,1,2", help="comma-separated fine-tuning seeds")
+    ap.add_argument("--iterations", type=int, default=600, help="fine-tuning iterations per loss")
+    ap.add_argument("--batch", type=int, default=64, help="trajectories per iteration")
+    ap.add_argument("--lr", type=float, default=3e-3, help="Adam learning rate")
     ap.add_argument("--steps", type=int, default=20, help="K, EM steps of the memoryless SDE")
-    ap.add_argument("--base-steps", type=int, default=3000)
-    ap.add_argument("--n-eval", type=int, default=1500)
-    ap.add_argument("--out", default="experiments/results/steering_adjoint.json")
+    ap.add_argument("--base-steps", type=int, default=3000, help="training steps of the pretrained base flow model")
+    ap.add_argument("--n-eval", type=int, default=1500, help="samples per evaluation")
+    ap.add_argument("--out", default="experiments/results/steering_adjoint.json", help="results JSON (plot written beside it)")
+    ap.add_argument("--pool", type=int, default=60000, help="base-model samples for the rejection-sampled optimum")
+    ap.add_argument("--grad-batches", type=int, default=12, help="independent minibatches for the gradient-variance estimate")
+    ap.add_argument("--quick", action="store_true", help="smoke mode (< 1 min): one seed, short training, few samples")
     args = ap.parse_args(argv)
+    if args.quick:
+        args.seeds, args.iterations, args.base_steps, args.n_eval, args.pool, args.grad_batches = "0", 10, 300, 500, 8000, 3
+        if args.out == ap.get_default("out"):
+            args.out = "/tmp/steering_adjoint_quick.json"
     torch.set_num_threads(1)
     t_start = time.time()
     data = toy_data(args.dataset, 20000, seed=123)
     base = train_flow_model(data, hidden=128, steps=args.base_steps, seed=0)
     r = make_reward(args.reward, 2)
-    pool = sample_flow(base, 60000, 2, steps=100, seed=999)
+    pool = sample_flow(base, args.pool, 2, steps=100, seed=999)
     opt = tilted_rejection_sample(pool, args.lam * r(pool), generator=torch.Generator().manual_seed(1))
+    # independent base samples for reward-weighted regression (not the pool the optimum was drawn from)
+    rwr_pool = sample_flow(base, min(20000, args.pool), 2, steps=100, seed=998)
     opt_a, opt_b = opt[: len(opt) // 2], opt[len(opt) // 2:]
     ref = {
         "n_optimum_samples": len(opt),
-        "w2_base_to_optimum": wasserstein2(pool[:1500], opt_a[:1500]),
-        "energy_base_to_optimum": energy_distance(pool[:3000], opt_a[:3000]),
-        "w2_optimum_to_optimum (noise floor)": wasserstein2(opt_b[:1500], opt_a[:1500]),
-        "energy_optimum_to_optimum (noise floor)": energy_distance(opt_b[:3000], opt_a[:3000]),
+        "w2_base_to_optimum": wasserstein2(pool[-args.n_eval:], opt_a[: args.n_eval], max_samples=args.n_eval),
+        "energy_base_to_optimum": energy_distance(pool[-args.n_eval:], opt_a[: args.n_eval]),
+        "w2_optimum_to_optimum (noise floor)": wasserstein2(opt_b[: args.n_eval], opt_a[: args.n_eval], max_samples=args.n_eval),
+        "energy_optimum_to_optimum (noise floor)": energy_distance(opt_b[: args.n_eval], opt_a[: args.n_eval]),
         "mean_reward_base": float(r(pool).mean()),
         "mean_reward_optimum": float(r(opt).mean()),
     }
@@ -62,23 +72,23 @@ def main(argv: list[str] | None = None) -> int:
         for name in losses:
             torch.manual_seed(seed)
             prob = make_problem(base, r, 2, reward_multiplier=args.lam, steps=args.steps,
-                                schedule=MemorylessSchedule(1.0 / args.steps), base_pool=pool[:20000])
-            gv0 = gradient_variance(prob, name, batch=args.batch, n_batches=12, seed=100 + seed)
+                                schedule=MemorylessSchedule(1.0 / args.steps), base_pool=rwr_pool)
+            gv0 = gradient_variance(prob, name, batch=args.batch, n_batches=args.grad_batches, seed=100 + seed)
             t0 = time.time()
             curve = []
 
             def cb(it: int, lv: float, info: dict) -> None:
                 if (it + 1) % max(1, args.iterations // 5) == 0:
                     s = sample_flow(prob.ft, 1500, 2, steps=50, seed=7)
-                    curve.append({"iteration": it + 1, "energy": energy_distance(s, opt_a[:1500])})
+                    curve.append({"iteration": it + 1, "energy": energy_distance(s, opt_a[:1500])})  # 1500 samples each
 
             hist = finetune(prob, name, iterations=args.iterations, batch=args.batch, lr=args.lr, seed=seed, callback=cb)
             train_s = time.time() - t0
-            gv1 = gradient_variance(prob, name, batch=args.batch, n_batches=12, seed=200 + seed)
+            gv1 = gradient_variance(prob, name, batch=args.batch, n_batches=args.grad_batches, seed=200 + seed)
             s = sample_flow(prob.ft, args.n_eval, 2, steps=100, seed=11 + seed)
             rec = {
                 "seed": seed,
-                "w2_to_optimum": wasserstein2(s, opt_a[: args.n_eval]),
+                "w2_to_optimum": wasserstein2(s, opt_a[: args.n_eval], max_samples=args.n_eval),
                 "energy_to_optimum": energy_distance(s, opt_a[: args.n_eval]),
                 "mean_reward": float(r(s).mean()),
                 "grad_var_init": gv0,
@@ -100,7 +110,7 @@ def main(argv: list[str] | None = None) -> int:
                 v = np.array([q[when][key] for q in recs])
                 summary[name][f"{when}.{key}"] = {"mean": float(v.mean()), "std": float(v.std(ddof=1)) if len(v) > 1 else 0.0}
     out = {
-        "command": " ".join([sys.executable.split("/")[-1], *sys.argv]),
+        "command": " ".join([".venv/bin/python", *sys.argv]),
         "settings": vars(args),
         "seeds": seeds,
         "reference": ref,

@@ -168,3 +168,31 @@ def test_make_manifold_names():
         Lorentz(2, prior_std=0.0)
     with pytest.raises(DataError, match="norm < 1"):
         Lorentz(2).from_poincare(torch.tensor([[1.0, 0.0]]))
+
+
+def test_lorentz_transport_head_is_tangent_and_isometric():
+    """head='transport': v = PT_{o->x}(0, f_{1:}) is tangent at x (<x, v>_L = 0) and |v|_L = |f_{1:}| (parallel
+    transport is an isometry); at x = o it is f with f_0 dropped. head='project' is proj_x f (digest §B3)."""
+    h = Lorentz(3)
+    x = pts(h, 300, 21)
+    f = torch.randn(300, 4, generator=torch.Generator().manual_seed(22), dtype=F64)
+    v = h.to_tangent(x, f)
+    assert minkowski(x, v).abs().max() < 1e-9 * (1 + x[:, 0] ** 2).max()
+    assert (torch.sqrt(minkowski(v, v)) - f[:, 1:].norm(dim=-1)).abs().max() < 1e-9
+    o = h.origin(F64).expand(300, -1)
+    assert torch.allclose(h.to_tangent(o, f)[:, 1:], f[:, 1:]) and (h.to_tangent(o, f)[:, 0] == 0).all()
+    hp = Lorentz(3, head="project")
+    assert torch.allclose(hp.to_tangent(x, f), hp.proju(x, f))
+    with pytest.raises(ConfigError, match="manifold.head='parallel' is not accepted"):
+        Lorentz(2, head="parallel")
+
+
+@pytest.mark.parametrize("dtype, radius", [(torch.float32, 17.7), (torch.float64, 141.9)])
+def test_lorentz_float_safety_radius(dtype, radius):
+    """Points are kept within R = 0.2 log(finfo.max) of the origin (our float-safety choice): a huge step stays
+    finite and on H^2, at distance ~R from the origin."""
+    h = Lorentz(2)
+    o = h.origin(dtype)[None]
+    x = h.expmap(o, torch.tensor([[0.0, 1e6, -3e5]], dtype=dtype))
+    assert torch.isfinite(x).all() and h.belongs(x)
+    assert abs(float(h.dist(o.double(), x.double())) - radius) < 0.1

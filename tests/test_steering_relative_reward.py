@@ -129,7 +129,7 @@ def test_relative_reward_bad_input():
     net = TimeMLP(2, hidden=8, depth=1, out_dim=1)
     with pytest.raises(DataError, match="finite"):
         train_relative_reward(net, loss, torch.tensor([[0.0, float("nan")]]), steps=1)
-    with pytest.raises(ConfigError, match="data dimension 3"):
+    with pytest.raises(ConfigError, match=r"data dimension 3 .*base model's data dimension 2"):
         train_relative_reward(net, loss, torch.zeros(10, 3), steps=1)
     with pytest.raises(ConfigError, match="steps"):
         train_relative_reward(net, loss, torch.zeros(10, 2), steps=0)

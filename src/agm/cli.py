@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -25,7 +26,8 @@ def _cmd_train(args: argparse.Namespace) -> int:
         if args.config or args.out or args.overrides or args.data:
             raise AGMError("--resume DIR takes no --config/--out/--data/overrides: the run's config.yaml is used")
         step = resume(args.resume)
-        print(f"resumed {args.resume} to step {step}")
+        if int(os.environ.get("RANK", 0)) == 0:
+            print(f"resumed {args.resume} to step {step}")
         return 0
     if not args.out:
         raise AGMError("--out DIR is required (or --resume DIR)")
@@ -34,6 +36,8 @@ def _cmd_train(args: argparse.Namespace) -> int:
         overrides.append(f"data.path={args.data}")
     cfg = load_config(args.config or "default", overrides)
     info = train(cfg, args.out)
+    if int(os.environ.get("RANK", 0)) != 0:
+        return 0
     print(json.dumps({"out": args.out, **{k: info[k] for k in ("data_shape", "potential_param_ratio", "drift_params")}}))
     return 0
 
@@ -80,6 +84,8 @@ def build_parser() -> argparse.ArgumentParser:
         "train",
         help="train a model from a config",
         description="Train from a YAML config or a built-in one, with key=value overrides. Config keys: " + ", ".join(all_keys()),
+        epilog="Multi-GPU / multi-process: torchrun --nproc_per_node N -m agm.cli train ... (DDP; train.batch_size is the "
+        "global batch; rank 0 writes the run directory).",
     )
     t.add_argument("--config", help=f"YAML file or built-in name {builtin_configs()} (default: default)")
     t.add_argument("--out", help="new run directory")
@@ -127,6 +133,11 @@ def main(argv: list[str] | None = None) -> int:
     except AGMError as e:
         print(f"agm {args.command}: error: {e}", file=sys.stderr)
         return 2
+    finally:
+        if "torch.distributed" in sys.modules:  # a torchrun launch: leave the process group cleanly
+            from agm.training.distributed import cleanup
+
+            cleanup()
 
 
 if __name__ == "__main__":

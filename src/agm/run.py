@@ -65,33 +65,41 @@ def _setup(cfg: Config, out_dir: Path, data: Tensor) -> Trainer:
 
 
 def train(cfg: Config, out_dir: str | Path, *, data: tuple[Tensor, Tensor] | None = None) -> dict[str, Any]:
-    """Train a new run into ``out_dir`` (must be empty or absent). Returns run.json's content."""
+    """Train a new run into ``out_dir`` (must be empty or absent). Returns run.json's content.
+
+    Under ``torchrun`` (WORLD_SIZE > 1) this joins the process group (NCCL on CUDA, gloo on the CPU) and
+    trains with DDP: ``train.batch_size`` is the global batch, rank 0 alone writes the run directory
+    (see :mod:`agm.training.distributed`). ``torchrun --nproc_per_node N -m agm.cli train ...`` uses it.
+    """
+    from agm.training.distributed import barrier, init_distributed
+
+    ctx = init_distributed(cfg.train.device)
     out_dir = Path(out_dir)
-    if out_dir.exists() and any(out_dir.iterdir()):
+    if out_dir.exists() and any(out_dir.iterdir()):  # every rank checks before rank 0 writes anything
         raise ConfigError(f"--out {out_dir} already exists and is not empty; use 'agm train --resume {out_dir}' or a new directory")
-    out_dir.mkdir(parents=True, exist_ok=True)
+    barrier(ctx)
     train_x, test_x = load_data(cfg) if data is None else data
     trainer = _setup(cfg, out_dir, train_x)
-    method = trainer.method
-    ratio = None
-    if "potential" in method.networks():
-        from agm.nets import count_params
-
-        ratio = count_params(method.networks()["potential"]) / count_params(method.networks()["drift"])
-    save_config(cfg, out_dir / "config.yaml")
+    nets = trainer.method.networks()
+    count = lambda m: sum(p.numel() for p in m.parameters())  # noqa: E731
     info = {
         "format": RUN_FORMAT,
         "version": RUN_VERSION,
         "data_shape": list(train_x.shape[1:]),
         "n_train": int(train_x.shape[0]),
-        "potential_param_ratio": ratio,
-        "drift_params": sum(p.numel() for p in method.networks()["drift"].parameters()),
+        "potential_param_ratio": count(nets["potential"]) / count(nets["drift"]) if "potential" in nets else None,
+        "drift_params": count(nets["drift"]),
+        "world_size": ctx.world_size,
         "machine": {"platform": platform.platform(), "torch": torch.__version__},
     }
-    atomic_write_text(out_dir / "run.json", json.dumps(info, indent=1))
-    from safetensors.torch import save_file
+    if ctx.is_main:
+        from safetensors.torch import save_file
 
-    save_file({"test": test_x.contiguous()}, str(out_dir / "test_data.safetensors"))
+        out_dir.mkdir(parents=True, exist_ok=True)
+        save_config(cfg, out_dir / "config.yaml")
+        atomic_write_text(out_dir / "run.json", json.dumps(info, indent=1))
+        save_file({"test": test_x.contiguous()}, str(out_dir / "test_data.safetensors"))
+    barrier(ctx)
     trainer.fit()
     return info
 
@@ -108,10 +116,13 @@ def load_run_config(run_dir: str | Path) -> Config:
 def resume(run_dir: str | Path, steps: int | None = None) -> int:
     """Continue a run from its latest checkpoint to cfg.train.steps (or ``steps``); the loss sequence
     equals an uninterrupted run's on CPU. Returns the final step."""
+    from agm.training.distributed import init_distributed
+
     run_dir = Path(run_dir)
     cfg = load_run_config(run_dir)
     if steps is not None:
         cfg.train.steps = steps
+    init_distributed(cfg.train.device)
     train_x, _ = load_data(cfg)
     trainer = _setup(cfg, run_dir, train_x)
     trainer.resume()

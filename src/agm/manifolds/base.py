@@ -13,6 +13,7 @@ Every operation is written with plain differentiable torch ops so that forward-m
 """
 from __future__ import annotations
 
+import warnings
 from abc import ABC, abstractmethod
 
 import torch
@@ -22,6 +23,27 @@ from agm.errors import DataError, check_positive
 
 #: squared norms below this are treated as zero inside sqrt (keeps gradients finite at 0)
 TINY = 1e-30
+
+
+_JVP_READY = False
+
+
+def jvp(func, primals, tangents):
+    """``torch.func.jvp`` (forward-mode JVP), used by the geodesic-path target and the G-LSD/G-ESD losses.
+
+    The first forward-mode call in a process makes torch import ``torch._decomp.decompositions_for_jvp``,
+    which calls ``torch.jit.script`` inside torch itself and so emits torch's own "`torch.jit.script` is
+    deprecated" DeprecationWarning (torch 2.13). agm never calls ``torch.jit.script``; we silence exactly that
+    message, once, around the first call, and leave every other warning alone.
+    """
+    global _JVP_READY
+    if not _JVP_READY:
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=r"`torch\.jit\.script` is deprecated", category=DeprecationWarning)
+            out = torch.func.jvp(func, primals, tangents)
+        _JVP_READY = True
+        return out
+    return torch.func.jvp(func, primals, tangents)
 
 
 def safe_norm(u: Tensor, keepdim: bool = True) -> Tensor:
@@ -79,13 +101,23 @@ class Manifold(ABC):
     def inner(self, x: Tensor, u: Tensor, v: Tensor) -> Tensor:
         """Riemannian metric g_x(u, v), shape (B,)."""
 
-    @abstractmethod
+    def constraint_error(self, x: Tensor) -> Tensor:
+        """Per-row violation of the membership constraint, shape (B,) (0 on M; see each manifold)."""
+        return torch.zeros(x.shape[:-1], dtype=x.dtype)
+
     def belongs(self, x: Tensor, atol: float | None = None) -> Tensor:
-        """Boolean (B,): which rows of x lie on M to tolerance atol."""
+        """Boolean (B,): which rows of x lie on M, i.e. constraint_error(x) <= atol (finite rows only)."""
+        atol = self.atol if atol is None else atol
+        return torch.isfinite(x).all(-1) & (self.constraint_error(x) <= atol)
 
     @abstractmethod
     def random_base(self, n: int, *, generator: torch.Generator | None = None, dtype=torch.float32) -> Tensor:
         """n draws of the prior rho_0 (uniform on compact M, wrapped normal at the origin otherwise)."""
+
+    def to_tangent(self, x: Tensor, f: Tensor) -> Tensor:
+        """Map a network's ambient output f to a tangent vector at x: proj_{T_x M} f (digest §B3), unless a
+        manifold overrides it (Lorentz: parallel transport from the origin, see there)."""
+        return self.proju(x, f)
 
     def sqnorm(self, x: Tensor, u: Tensor) -> Tensor:
         """Squared metric norm ||u||_g^2 at x, shape (B,)."""

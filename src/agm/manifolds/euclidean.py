@@ -46,9 +46,6 @@ class Euclidean(Manifold):
         """|x_i - y_j|."""
         return torch.cdist(x, y)
 
-    def belongs(self, x: Tensor, atol: float | None = None) -> Tensor:
-        """Every finite point belongs."""
-        return torch.isfinite(x).all(-1)
 
     def random_base(self, n: int, *, generator: torch.Generator | None = None, dtype=torch.float32) -> Tensor:
         """N(0, I)."""

@@ -14,10 +14,12 @@ not compact, so there is no uniform prior).
 """
 from __future__ import annotations
 
+import math
+
 import torch
 from torch import Tensor
 
-from agm.errors import DataError, check_positive
+from agm.errors import DataError, check_choice, check_positive
 from agm.manifolds.base import TINY, Manifold, sinhc
 
 
@@ -30,10 +32,16 @@ class Lorentz(Manifold):
     """H^dim as the upper sheet of the hyperboloid in R^(dim+1); dim >= 1 (dim = 2: the hyperbolic plane)."""
 
     name = "hyperbolic"
+    #: points are kept within this geodesic distance of the origin (float safety, see ``projx``); None: by dtype
+    max_radius: float | None = None
 
-    def __init__(self, dim: int = 2, prior_std: float = 1.0) -> None:
+    HEADS = ("transport", "project")
+
+    def __init__(self, dim: int = 2, prior_std: float = 1.0, head: str = "transport") -> None:
         check_positive("manifold.dim", dim, integer=True)
         check_positive("manifold.prior_std", prior_std)
+        check_choice("manifold.head", head, self.HEADS)
+        self.head = head
         self.dim = dim
         self.ambient_dim = dim + 1
         self.prior_std = float(prior_std)
@@ -52,11 +60,25 @@ class Lorentz(Manifold):
 
         x is re-projected onto H^d and u onto T_x H^d first, and the result is re-projected: in float32
         the hyperboloid constraint loses ~eps * x_0^2, which the Minkowski products would amplify.
+        Float safety (our choice, see ``projx``): a step longer than R (17.7 in float32) is shortened to length R
+        along the same direction, so that cosh|u| x cannot overflow.
         """
         x = self.projx(x)
         u = self.proju(x, u)
-        n = self._lnorm(u)
-        return self.projx(torch.cosh(n) * x + sinhc(n) * u)
+        # |u|_L = s |u / s|_L with s = max_i |u_i|: the Minkowski square of u itself can overflow (inf - inf)
+        scale = torch.clamp(u.abs().amax(-1, keepdim=True), min=TINY)
+        d = u / scale
+        dn = self._lnorm(d)
+        n = scale * dn
+        radius = self._radius(x.dtype)
+        long = n > radius
+        nc = torch.where(long, torch.full_like(n, radius), n)
+        step = torch.where(long, math.sinh(radius) * d / dn, sinhc(nc) * u)
+        return self.projx(torch.cosh(nc) * x + step)
+
+    def _radius(self, dtype) -> float:
+        """R = max_radius, or 0.2 log(finfo(dtype).max) if None (see ``projx``)."""
+        return self.max_radius if self.max_radius is not None else 0.2 * math.log(torch.finfo(dtype).max)
 
     def logmap(self, x: Tensor, y: Tensor) -> Tensor:
         """log_x(y) = asinh(|w|_L) w / |w|_L, w = y + <x,y>_L x (x, y first re-projected onto H^d)."""
@@ -79,8 +101,22 @@ class Lorentz(Manifold):
         return torch.acosh(torch.clamp(-g, min=1.0))
 
     def projx(self, x: Tensor) -> Tensor:
-        """Lift onto the hyperboloid keeping the space-like coordinates: x_0 = sqrt(1 + |x_{1:}|^2)."""
+        """Lift onto the hyperboloid keeping the space-like coordinates: x_0 = sqrt(1 + |x_{1:}|^2).
+
+        Our float-safety choice (not in the paper): the space-like part is first shrunk, if needed, to
+        |x_{1:}| <= sinh(R), i.e. points farther than R from the origin are pulled back radially onto that
+        sphere, with R = ``max_radius`` or, if that is None (default), R = 0.2 log(finfo(dtype).max) (17.7 in
+        float32, 142 in float64). Reason: a tangent vector at x, projected twice (network output, then expmap),
+        reaches ~|f| x_0^4 ~ |f| e^(4R)/16 in the Minkowski products, which must fit the dtype. Without the cap
+        one long flow-map step of an untrained or diverging network overflows and the sample is inf/NaN;
+        nothing changes within radius R.
+        """
         xs = x[..., 1:]
+        radius = self._radius(x.dtype)
+        amax = torch.clamp(xs.abs().amax(-1, keepdim=True), min=TINY)  # scaled norm: |x_{1:}|^2 may overflow
+        r = amax * torch.sqrt(torch.clamp(((xs / amax) ** 2).sum(-1, keepdim=True), min=TINY))
+        cap = math.sinh(radius)
+        xs = xs * torch.where(r > cap, cap / r, torch.ones_like(r))
         x0 = torch.sqrt(1 + (xs * xs).sum(-1, keepdim=True))
         return torch.cat([x0, xs], dim=-1)
 
@@ -88,14 +124,32 @@ class Lorentz(Manifold):
         """u + <x, u>_L x (orthogonal projection onto T_x H^d in the Minkowski product)."""
         return u + minkowski(x, u).unsqueeze(-1) * x
 
+    def transport_from_origin(self, x: Tensor, v: Tensor) -> Tensor:
+        """Parallel transport of v in T_o H^d (v_0 = 0) along the geodesic from o to x:
+        PT(v) = v + <x, v>_L / (1 - <o, x>_L) (o + x) = v + (x_{1:} . v_{1:}) / (1 + x_0) (o + x). Isometric."""
+        v = torch.cat([torch.zeros_like(v[..., :1]), v[..., 1:]], dim=-1)
+        o = torch.zeros_like(x)
+        o[..., 0] = 1
+        c = (x[..., 1:] * v[..., 1:]).sum(-1, keepdim=True) / (1 + x[..., :1])
+        return v + c * (o + x)
+
+    def to_tangent(self, x: Tensor, f: Tensor) -> Tensor:
+        """Network output -> tangent vector at x. head='project': proj_{T_x} f (digest §B3 as written); its metric
+        norm grows like cosh d(o, x) for a bounded f, which made G-LSD diverge (NaN) in our runs on H^2.
+        head='transport' (default, our choice): the space-like part of f read as a vector of T_o H^d and
+        parallel-transported to x, so |v|_g = |f_{1:}| is bounded. Both are smooth and give tangent vectors."""
+        if self.head == "project":
+            return self.proju(x, f)
+        return self.transport_from_origin(self.projx(x), f)
+
     def inner(self, x: Tensor, u: Tensor, v: Tensor) -> Tensor:
         """Metric on T_x H^d: the Minkowski product (positive definite there)."""
         return minkowski(u, v)
 
-    def belongs(self, x: Tensor, atol: float | None = None) -> Tensor:
-        """|<x, x>_L + 1| <= atol (1 + x_0^2) and x_0 > 0 (relative tolerance: float32 round-off grows with x_0^2)."""
-        atol = self.atol if atol is None else atol
-        return ((minkowski(x, x) + 1).abs() <= atol * (1 + x[..., 0] ** 2)) & (x[..., 0] > 0)
+    def constraint_error(self, x: Tensor) -> Tensor:
+        """|<x, x>_L + 1| / (1 + x_0^2) (relative: float32 round-off grows with x_0^2); inf where x_0 <= 0."""
+        err = (minkowski(x, x) + 1).abs() / (1 + x[..., 0] ** 2)
+        return torch.where(x[..., 0] > 0, err, torch.full_like(err, float("inf")))
 
     def constraint(self) -> str:
         return "points must satisfy -x0^2 + |x_{1:}|^2 = -1 with x0 > 0 (use Lorentz.from_poincare for ball coordinates)"

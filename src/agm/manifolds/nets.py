@@ -58,8 +58,8 @@ class FlowMap(nn.Module):
         self.manifold, self.net = manifold, net
 
     def velocity(self, s: Tensor, t: Tensor, x: Tensor) -> Tensor:
-        """v_{s,t}(x) = proj_{T_x M} f(s, t, x)."""
-        return self.manifold.proju(x, self.net(s, t, x))
+        """v_{s,t}(x) = proj_{T_x M} f(s, t, x) (``Manifold.to_tangent``; on H^d our transported variant)."""
+        return self.manifold.to_tangent(x, self.net(s, t, x))
 
     def forward(self, s: Tensor, t: Tensor, x: Tensor) -> Tensor:
         """X_{s,t}(x) for times s, t of shape (B,) (or scalars, broadcast to the batch)."""

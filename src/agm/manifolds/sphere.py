@@ -67,10 +67,9 @@ class Sphere(Manifold):
         """Induced metric: the ambient dot product."""
         return (u * v).sum(-1)
 
-    def belongs(self, x: Tensor, atol: float | None = None) -> Tensor:
-        """| |x| - 1 | <= atol."""
-        atol = self.atol if atol is None else atol
-        return (x.norm(dim=-1) - 1).abs() <= atol
+    def constraint_error(self, x: Tensor) -> Tensor:
+        """| |x| - 1 |."""
+        return (x.norm(dim=-1) - 1).abs()
 
     def constraint(self) -> str:
         return "points must have unit Euclidean norm"

@@ -56,10 +56,9 @@ class FlatTorus(Manifold):
         """Flat metric: the dot product."""
         return (u * v).sum(-1)
 
-    def belongs(self, x: Tensor, atol: float | None = None) -> Tensor:
-        """-atol <= x_i <= 2 pi + atol for all i (mod can round up to exactly 2 pi in float32)."""
-        atol = self.atol if atol is None else atol
-        return ((x >= -atol) & (x <= TWO_PI + atol)).all(-1)
+    def constraint_error(self, x: Tensor) -> Tensor:
+        """max_i distance of x_i outside [0, 2 pi] (mod can round up to exactly 2 pi in float32)."""
+        return torch.clamp(torch.maximum(-x, x - TWO_PI), min=0).amax(-1)
 
     def constraint(self) -> str:
         return "angles must be in radians in [0, 2 pi)"

@@ -428,13 +428,40 @@ def fit_weighted_flow(
     for _ in range(steps):
         idx = torch.randint(0, data.shape[0], (batch_size,), generator=gen)
         ev = None if energy_values is None else energy_values[idx]
-        if isinstance(objective, EnergyWeightedFlowMatching):
-            out = objective.loss(model, data[idx], energy_values=ev, generator=gen)
-        else:
-            out = objective.loss(model, data[idx], energy_values=ev, generator=gen)
+        out = objective.loss(model, data[idx], energy_values=ev, generator=gen)
         opt.zero_grad(set_to_none=True)
         out.loss.backward()
         opt.step()
         sched.step()
         losses.append(float(out.loss.detach()))
+    return losses
+
+
+def fit_energy_model(
+    cep: ContrastiveEnergyPrediction,
+    data: Tensor,
+    *,
+    steps: int = 2000,
+    batch_size: int = 512,
+    lr: float = 2e-3,
+    seed: int = 0,
+) -> list[float]:
+    """Minimise the CEP contrastive loss (``ContrastiveEnergyPrediction``) over random groups of ``data``
+    with Adam and a cosine learning rate (the auxiliary model of the guidance baseline). Returns the loss curve."""
+    check_positive("steps", steps, integer=True)
+    check_positive("batch_size", batch_size, integer=True)
+    if batch_size % cep.group_size:
+        raise ConfigError(f"batch_size={batch_size!r} is not accepted; it must be a multiple of group_size={cep.group_size}")
+    gen = torch.Generator().manual_seed(seed)
+    opt = torch.optim.Adam(cep.net.parameters(), lr=lr)
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, steps)
+    losses = []
+    for _ in range(steps):
+        idx = torch.randint(0, data.shape[0], (batch_size,), generator=gen)
+        loss = cep.loss(data[idx], generator=gen)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        sched.step()
+        losses.append(float(loss.detach()))
     return losses

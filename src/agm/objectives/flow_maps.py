@@ -24,10 +24,9 @@ from typing import Callable
 
 import torch
 from torch import Tensor
-from torch.func import jvp
 
 from agm.errors import ConfigError, check_choice
-from agm.manifolds.base import Manifold
+from agm.manifolds.base import Manifold, jvp
 from agm.manifolds.nets import FlowMap
 from agm.paths.geodesic import GeodesicPath
 

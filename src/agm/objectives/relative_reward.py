@@ -97,14 +97,14 @@ def check_models(base: object, expert: object, dim: int | None = None) -> None:
     if dim is not None:
         for name, m, d in (("base", base, db), ("expert", expert, de)):
             if d is not None and d != dim:
-                raise ConfigError(f"{name} model has data dimension {d} but the data/reward network has {dim}")
+                raise ConfigError(f"data dimension {dim} (of the data given to the reward network) does not match the {name} model's data dimension {d}; both must act on the same space")
             try:
                 with torch.no_grad():
                     out = m.score(torch.zeros(2, dim), torch.full((2,), 0.5))
             except RuntimeError as exc:  # shape mismatch inside the net
-                raise ConfigError(f"{name} model cannot take inputs of data dimension {dim}: {exc}") from exc
+                raise ConfigError(f"data dimension {dim} does not fit the {name} model (it fails on a (2, {dim}) input): {exc}") from exc
             if out.shape != (2, dim):
-                raise ConfigError(f"{name} model returns shape {tuple(out.shape[1:])} for data dimension {dim}")
+                raise ConfigError(f"{name} model returns shape {tuple(out.shape[1:])} for data dimension {dim}; expected ({dim},)")
 
 
 @dataclass

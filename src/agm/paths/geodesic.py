@@ -16,10 +16,9 @@ from dataclasses import dataclass
 
 import torch
 from torch import Tensor
-from torch.func import jvp
 
 from agm.errors import ConfigError, check_choice
-from agm.manifolds.base import Manifold
+from agm.manifolds.base import Manifold, jvp
 
 
 @dataclass

@@ -153,11 +153,12 @@ def gaussian_kl(m1: Tensor, c1: Tensor, m2: Tensor, c2: Tensor) -> float:
 
 
 def machine_info() -> dict:
-    """platform, cpu count and torch version for results JSON."""
+    """platform, processor, cpu count, torch version and thread count for results JSON."""
     import os
     import platform
 
-    return {"platform": platform.platform(), "cpu_count": os.cpu_count(), "torch": torch.__version__, "threads": torch.get_num_threads()}
+    return {"platform": platform.platform(), "processor": platform.processor() or platform.machine(), "cpu_count": os.cpu_count(),
+            "torch": torch.__version__, "threads": torch.get_num_threads()}
 
 
 def require_same_dim(field_a: str, dim_a: int, field_b: str, dim_b: int) -> None:

@@ -7,6 +7,9 @@ Scripted experts (our design; no trained weights, nothing downloaded):
   dH/dt = 3 u theta'), the expert plays u = clip(-(k_p theta + k_d theta'), -2, 2) when cos(theta) > 0.85 and
   |theta'| < 4 ("catch"), else u = 2 sign(theta') if H < 0 (pump energy in) and u = -0.5 theta' otherwise.
 * MountainCarContinuous-v0: push along the velocity, u = sign(v) (u = 1 while v = 0).
+* InvertedPendulum-v5 (MuJoCo; needs the ``mujoco`` package, 4.0.0 here): linear state feedback
+  u = clip(1 x + 10 theta + 1 x' + 1 theta', -3, 3) on obs = (x, theta, x', theta'); returns 1000/1000 on the
+  reference episodes (gains found by a small hand search, our design).
 * Any other Box-action task (e.g. Hopper-v5 when mujoco is installed): uniform random only.
 
 Behaviour mixture ("mixed"): each episode draws one policy from
@@ -28,7 +31,7 @@ from agm.errors import ConfigError, check_choice, check_positive
 from agm.rl.offline.dataset import OfflineDataset
 
 Policy = Callable[[np.ndarray, np.random.Generator], np.ndarray]
-BUILTIN_ENVS = ("Pendulum-v1", "MountainCarContinuous-v0")
+BUILTIN_ENVS = ("Pendulum-v1", "MountainCarContinuous-v0", "InvertedPendulum-v5")
 BEHAVIOURS = ("expert_low_noise", "expert_high_noise", "epsilon_expert", "random")
 
 
@@ -50,7 +53,17 @@ def mountaincar_expert(obs: np.ndarray, rng: np.random.Generator | None = None) 
     return np.array([1.0 if v >= 0 else -1.0], dtype=np.float32)
 
 
-EXPERTS: dict[str, Policy] = {"Pendulum-v1": pendulum_expert, "MountainCarContinuous-v0": mountaincar_expert}
+def inverted_pendulum_expert(obs: np.ndarray, rng: np.random.Generator | None = None) -> np.ndarray:
+    """u = clip(x + 10 theta + x' + theta', -3, 3) for InvertedPendulum-v5 (MuJoCo); obs = (x, theta, x', theta')."""
+    u = float(obs[0]) + 10.0 * float(obs[1]) + float(obs[2]) + float(obs[3])
+    return np.array([min(3.0, max(-3.0, u))], dtype=np.float32)
+
+
+EXPERTS: dict[str, Policy] = {
+    "Pendulum-v1": pendulum_expert,
+    "MountainCarContinuous-v0": mountaincar_expert,
+    "InvertedPendulum-v5": inverted_pendulum_expert,
+}
 
 
 def make_behaviour(env: gym.Env, kind: str, expert: Policy | None) -> Policy:

@@ -23,7 +23,9 @@ Reconstructed choices (digest A.9; each is a QIPOConfig option, defaults first):
   * weight_cap: None | c > 0 caps beta (Q - max_j Q) at -c before the softmax (degeneracy guard, A.9.5);
   * support_states: None = renew the support table for every state | n = for a random subset of n states,
     from which the phase's batches are drawn (a compute saving of ours);
-  * best_of: 1 = single policy sample (the method) | N = best of N samples by Q (reported separately, A.9.6).
+  * best_of: 1 = single policy sample (the method) | N = best of N samples by Q (reported separately, A.9.6);
+  * sampler_method: 'euler' | 'heun' for the policy's ODE (a 20-step Euler sampler shrinks a narrow action
+    law's sd by ~10 % per fit, which compounds over renewals; Heun does not - measured, docs/efm_qipo.md).
 """
 from __future__ import annotations
 
@@ -34,7 +36,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from agm.errors import ConfigError, DataError, check_positive
+from agm.errors import ConfigError, DataError, check_choice, check_positive
 from agm.objectives.efm import check_beta, effective_sample_size, grouped_softmax
 from agm.rl.offline.dataset import OfflineDataset
 from agm.rl.offline.policy import ActionScaler, FlowPolicy, Normalizer
@@ -66,6 +68,7 @@ class QIPOConfig:
     q_hidden: int = 256
     q_depth: int = 3
     sampler_steps: int = 10
+    sampler_method: str = "euler"
     weight_all_actions: bool = True
     include_dataset_action: bool = True
     freeze_q: bool = True
@@ -84,6 +87,7 @@ class QIPOConfig:
             check_positive(name, getattr(self, name), integer=True, allow_zero=True)
         check_positive("reward_scale", self.reward_scale)
         check_positive("policy_lr", self.policy_lr)
+        check_choice("sampler_method", self.sampler_method, ("euler", "heun"))
         if self.weight_cap is not None:
             check_positive("weight_cap", self.weight_cap)
         if self.support_states is not None:
@@ -152,7 +156,7 @@ class QIPO:
         self.obs_norm = Normalizer.fit(dataset.observations)
         self.actions = self.scaler.normalize(dataset.actions).clamp(-1, 1)
         self.policy = FlowPolicy(dataset.obs_dim, dataset.act_dim, self.obs_norm, hidden=config.policy_hidden,
-                                 depth=config.policy_depth, steps=config.sampler_steps)
+                                 depth=config.policy_depth, steps=config.sampler_steps, method=config.sampler_method)
         self.opt = torch.optim.Adam(self.policy.parameters(), lr=config.policy_lr)
         self.q: TwinQ | None = None
         self.learner: SoftmaxQLearner | None = None
