@@ -46,6 +46,10 @@ class ModelConfig:
     num_res_blocks: int = 1
     attn_resolutions: list = field(default_factory=list)
     dropout: float = 0.0
+    heads: int = 4  # unet attention heads (ignored when head_channels > 0)
+    head_channels: int = 0  # unet: channels per attention head (0: use `heads`)
+    resample: str = "conv"  # unet up/down-sampling: see agm.nets.unet.RESAMPLE
+    skip_rescale: bool = False  # unet: scale residual sums by 1/sqrt(2) (DDPM++)
 
 
 @dataclass

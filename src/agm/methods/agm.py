@@ -122,6 +122,10 @@ def _build_net(cfg: Config, data_shape: Sequence[int]) -> nn.Module:
         attn_resolutions=tuple(m.attn_resolutions),
         image_size=data_shape[1],
         dropout=m.dropout,
+        heads=m.heads,
+        head_channels=m.head_channels,
+        resample=m.resample,
+        skip_rescale=m.skip_rescale,
     )
 
 
