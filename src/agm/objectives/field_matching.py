@@ -296,5 +296,5 @@ def train_fields(
         for s in sched:
             s.step()
         if log_every and (step % log_every == 0 or step == steps - 1):
-            log.append({"step": step, "loss_f": float(lf), "loss_g": float(lg)})
+            log.append({"step": step, "loss_f": lf.item(), "loss_g": lg.item()})
     return f_net, g_net, log

@@ -15,7 +15,8 @@ targets built from single sampled transitions converges to the mixture over (r, 
 Choices (config options): evaluation points 'uniform' on [V_min, V_max] (default) or 'target'
 (half of the points drawn from the target's own law r + gamma Z', closer to the p-weighted
 divergence); a* by the target net's mean ('target', C51 style) or Double-DQN ('double');
-hard target sync every C steps; Q by grid quadrature of f+ = max(f, 0).
+hard target sync every C steps; Q by grid quadrature of f+ = max(f, 0). Next-state fields are read
+as 0 outside the normalised return range [-1 - margin, 1 + margin] (our choice; C51 clips to the range instead).
 """
 from __future__ import annotations
 
@@ -39,19 +40,24 @@ def gaussian(u: Tensor, var: float) -> Tensor:
 
 
 def bellman_field_targets(
-    f_next: Tensor, g_next: Tensor, z: Tensor, rewards: Tensor, terminated: Tensor, gamma: float, eps_T: float
+    f_next: Tensor, g_next: Tensor, z: Tensor, rewards: Tensor, terminated: Tensor, gamma: float, eps_T: float,
+    terminal_returns: Tensor | None = None,
 ) -> tuple[Tensor, Tensor]:
     """Distributional Bellman targets for the fields (Bellman Diffusion Eqs. 1, 3; digest sec. 5.1, 5.3).
 
     f_next, g_next: (B, M) next-state fields evaluated at u = (z - r)/gamma; z: (B, M); rewards,
     terminated: (B,). Returns (y_f, y_g), each (B, M):
-        y_f = term N(z - r; eps_T) + (1 - term) f_next / gamma
-        y_g = term (-(z - r)/eps_T) N(z - r; eps_T) + (1 - term) g_next / gamma^2
+        y_f = term N(z - r_T; eps_T) + (1 - term) f_next / gamma
+        y_g = term (-(z - r_T)/eps_T) N(z - r_T; eps_T) + (1 - term) g_next / gamma^2
+    r_T = ``terminal_returns`` (default: ``rewards``) is the return of a terminal transition in the units of z.
+    With affinely normalised returns z~ = (z - c)/kappa it is (r - c)/kappa, NOT the bootstrap reward
+    r~ = (r - c(1 - gamma))/kappa (the two differ by c gamma / kappa).
     """
     check_returns(rewards.detach().cpu().numpy(), "rewards")
     check_positive("bd.eps_T", eps_T)
     r, term = rewards[:, None], terminated[:, None]
-    dz = z - r
+    rt = r if terminal_returns is None else terminal_returns[:, None]
+    dz = z - rt
     k = gaussian(dz, eps_T)
     y_f = term * k + (1.0 - term) * f_next / gamma
     y_g = term * (-dz / eps_T) * k + (1.0 - term) * g_next / gamma**2
@@ -61,8 +67,10 @@ def bellman_field_targets(
 class ReturnField(nn.Module):
     """A field over (s, z) -> one value per action, shape (B, |A|): F(s, z)_a = w_a^T (phi(s) * psi(z)) + b_a.
 
-    phi is an MLP state trunk (widths ``hidden``, ReLU), psi(z) = SiLU(W [cos(pi k z~)]_{k=1..n_cos}) a cosine
-    embedding of the normalised return (as IQN embeds quantile levels; Dabney et al. 2018). The
+    phi is an MLP state trunk (widths ``hidden``, ReLU), psi(z) = SiLU(W [cos(w_k z~), sin(w_k z~)]_{k=1..n_cos}),
+    w_k = pi k / 2, a Fourier embedding of the normalised return (as IQN embeds quantile levels; Dabney et al.
+    2018). Both cos and sin are needed: a cosine-only embedding is even in z~, so every field would be
+    symmetric about the centre of the return range and all Q-values would equal that centre. The
     product form (our choice) makes a field on a grid of K returns cost one trunk pass per state plus
     K x H multiplications, and keeps F smooth in z so that g = dF/dz-type targets are representable.
     """
@@ -71,13 +79,14 @@ class ReturnField(nn.Module):
         super().__init__()
         h = hidden[-1]
         self.phi = nn.Sequential(mlp_trunk(obs_dim, hidden[:-1], h), nn.ReLU())
-        self.psi = nn.Sequential(nn.Linear(n_cos, h), nn.SiLU())
+        self.psi = nn.Sequential(nn.Linear(2 * n_cos, h), nn.SiLU())
         self.head = nn.Linear(h, n_actions)
         self.register_buffer("freqs", math.pi * torch.arange(1, n_cos + 1, dtype=torch.float32) / 2.0)
 
     def embed_z(self, z: Tensor) -> Tensor:
         """psi(z), shape (*z.shape, H); z in normalised units (|z| <~ 2)."""
-        return self.psi(torch.cos(z[..., None] * self.freqs))
+        arg = z[..., None] * self.freqs
+        return self.psi(torch.cat([torch.cos(arg), torch.sin(arg)], dim=-1))
 
     def forward(self, obs: Tensor, z: Tensor) -> Tensor:
         """obs (B, D), z (B,) -> (B, |A|); or z (B, M) -> (B, M, |A|)."""
@@ -173,6 +182,7 @@ class BellmanDiffusionAgent:
         cfg = self.cfg
         obs, nobs, a = batch["obs"], batch["next_obs"], batch["actions"]
         r = self.normalise_reward(batch["rewards"])
+        r_term = (batch["rewards"] - cfg.center) / cfg.scale  # normalised return of a terminal transition
         term = batch["terminated"]
         B, M = obs.shape[0], cfg.n_points
         idx = torch.arange(B)
@@ -189,12 +199,15 @@ class BellmanDiffusionAgent:
                 j = torch.multinomial(w, M // 2, replacement=True)
                 dz = self.grid[1] - self.grid[0]
                 zs = self.grid[j] + dz * (torch.rand(B, M // 2) - 0.5)
-                zt = torch.where(term[:, None] > 0, r[:, None] + math.sqrt(cfg.eps_T) * torch.randn(B, M // 2), r[:, None] + cfg.gamma * zs)
+                zt = torch.where(term[:, None] > 0, r_term[:, None] + math.sqrt(cfg.eps_T) * torch.randn(B, M // 2), r[:, None] + cfg.gamma * zs)
                 z = torch.cat([z[:, : M - M // 2], zt], dim=1)
             u = (z - r[:, None]) / cfg.gamma
-            f_next = self.f_tgt(nobs, u)[idx, :, a_star]
-            g_next = self.g_tgt(nobs, u)[idx, :, a_star]
-            y_f, y_g = bellman_field_targets(f_next, g_next, z, r, term, cfg.gamma, cfg.eps_T)
+            # the fields live on [lo, hi]; outside it the return density is taken as 0 (the Fourier embedding is
+            # periodic with period 4, so a network value there would be a wrapped-around copy, not an extrapolation)
+            inside = ((u >= self.lo) & (u <= self.hi)).to(u.dtype)
+            f_next = self.f_tgt(nobs, u)[idx, :, a_star] * inside
+            g_next = self.g_tgt(nobs, u)[idx, :, a_star] * inside
+            y_f, y_g = bellman_field_targets(f_next, g_next, z, r, term, cfg.gamma, cfg.eps_T, terminal_returns=r_term)
         pf = self.f(obs, z)[idx, :, a]
         pg = self.g(obs, z)[idx, :, a]
         loss = (pf - y_f).pow(2).mean() + cfg.grad_weight * (pg - y_g).pow(2).mean()
