@@ -25,7 +25,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import sys
 import time
 from pathlib import Path
@@ -33,12 +32,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from agm.provenance import machine_info
+
 ROOT = Path(__file__).resolve().parents[1]
-
-
-def machine() -> dict:
-    return {"platform": platform.platform(), "processor": platform.processor(), "cpu_count": os.cpu_count(),
-            "torch": torch.__version__, "threads": torch.get_num_threads(), "python": platform.python_version()}
 
 
 def bures_w2(m1, S1, m2, S2) -> float:
@@ -166,7 +162,7 @@ def main(argv: list[str] | None = None) -> int:
                     ent[k] = {"mean": float(v.mean()), "std": float(v.std(ddof=1)) if len(v) > 1 else 0.0}
                 summary[f"{name}/{method}/beta={beta:g}"] = ent
     result = {"command": " ".join([".venv/bin/python", "experiments/efm_tilted.py", *sys.argv[1:]]) if argv is None else f"main({argv})",
-              "settings": vars(args), "machine": {**machine(), "load_avg_at_end": os.getloadavg()},
+              "settings": vars(args), "machine": {**machine_info(), "load_avg_at_end": os.getloadavg()},
               "wall_seconds": time.time() - t_start, "summary": summary, "rows": rows}
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=2))

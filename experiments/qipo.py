@@ -28,7 +28,6 @@ import argparse
 import copy
 import json
 import os
-import platform
 import sys
 import time
 from dataclasses import asdict, replace
@@ -37,16 +36,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from agm.provenance import machine_info
+
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_MIXTURES = {
     "Pendulum-v1": None,  # equal shares of the four behaviours
     "InvertedPendulum-v5": {"expert_low_noise": 0.01, "expert_high_noise": 0.33, "epsilon_expert": 0.33, "random": 0.33},
 }
-
-
-def machine() -> dict:
-    return {"platform": platform.platform(), "processor": platform.processor(), "cpu_count": os.cpu_count(),
-            "torch": torch.__version__, "threads": torch.get_num_threads(), "python": platform.python_version()}
 
 
 def run_env(env_id: str, args, log) -> dict:
@@ -200,7 +196,7 @@ def main(argv: list[str] | None = None) -> int:
     t_start = time.time()
     result = {
         "command": " ".join([".venv/bin/python", "experiments/qipo.py", *sys.argv[1:]]) if argv is None else f"main({argv})",
-        "settings": vars(args), "machine": machine(), "envs": {},
+        "settings": vars(args), "machine": machine_info(), "envs": {},
     }
     for env_id in args.envs:
         result["envs"][env_id] = run_env(env_id, args, lambda d: print(json.dumps(d), flush=True))

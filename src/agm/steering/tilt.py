@@ -13,6 +13,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from agm.provenance import machine_info  # noqa: F401  (re-exported for the steering scripts)
 from agm.errors import ConfigError, DataError, check_choice, check_positive
 
 Reward = Callable[[Tensor], Tensor]
@@ -150,15 +151,6 @@ def gaussian_kl(m1: Tensor, c1: Tensor, m2: Tensor, c2: Tensor) -> float:
     dm = (m2 - m1).reshape(-1, 1)
     val = torch.trace(c2i @ c1) + (dm.T @ c2i @ dm).squeeze() - d + torch.logdet(c2) - torch.logdet(c1)
     return float(0.5 * val)
-
-
-def machine_info() -> dict:
-    """platform, processor, cpu count, torch version and thread count for results JSON."""
-    import os
-    import platform
-
-    return {"platform": platform.platform(), "processor": platform.processor() or platform.machine(), "cpu_count": os.cpu_count(),
-            "torch": torch.__version__, "threads": torch.get_num_threads()}
 
 
 def require_same_dim(field_a: str, dim_a: int, field_b: str, dim_b: int) -> None:
