@@ -58,6 +58,7 @@ def _is_image_data(cfg: Config) -> bool:
 def _setup(cfg: Config, out_dir: Path, data: Tensor) -> Trainer:
     if cfg.train.threads > 0:
         torch.set_num_threads(cfg.train.threads)
+    torch.manual_seed(cfg.seed)  # network initialisation from the run's seed (torch's own start seed varies by process)
     method, _ = build_method(cfg, tuple(data.shape[1:]))
     method.to(cfg.train.device)
     lrs = {"potential": cfg.potential.lr} if (cfg.method == "agm" and cfg.potential.lr is not None) else None
