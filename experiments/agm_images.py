@@ -58,9 +58,43 @@ def run_one(method: str, seed: int, steps: int, out: Path, config: str, extra: l
             "potential_param_ratio": info["potential_param_ratio"]}
 
 
-def evaluate(out: Path, runs: list[dict], n: int, sample_steps: int, classifier_steps: int, grid_dir: Path) -> None:
+def feature_classifier(size: int, steps: int, path: Path | None) -> tuple[torch.nn.Module, float, dict]:
+    """The digits classifier that defines FD_digits' feature space.
+
+    Trained on the CPU (deterministic for its seed) and, with ``path``, saved there as safetensors + a JSON
+    side file, or loaded from there when the file exists: FD values from separate invocations are
+    comparable only when they share these weights.
+    """
+    import hashlib
+
+    from safetensors.torch import load_file, save_file
+
+    from agm.metrics.frechet import DigitsFeatureNet, train_digits_classifier
+
+    if path is not None and path.exists():
+        meta = json.loads(path.with_suffix(".json").read_text())
+        if meta["image_size"] != size:
+            raise SystemExit(f"--classifier {path} was trained at image_size {meta['image_size']}, the runs use {size}")
+        net = DigitsFeatureNet()
+        net.load_state_dict(load_file(str(path)))
+        net.eval()
+        acc = meta["heldout_accuracy"]
+    else:
+        net, acc = train_digits_classifier(size, steps=steps, seed=0, device="cpu")
+        meta = {"image_size": size, "steps": steps, "seed": 0, "heldout_accuracy": acc}
+        if path is not None:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            save_file({k: v.contiguous() for k, v in net.state_dict().items()}, str(path))
+            path.with_suffix(".json").write_text(json.dumps(meta))
+    info = dict(meta, file=str(path) if path else None,
+                sha256=hashlib.sha256(path.read_bytes()).hexdigest() if path is not None else None)
+    return net, acc, info
+
+
+def evaluate(out: Path, runs: list[dict], n: int, sample_steps: int, classifier_steps: int, grid_prefix: Path,
+             classifier_path: Path | None = None) -> dict:
     from agm.data.images import digits_dataset, load_image_data, save_image_grid
-    from agm.metrics.frechet import feature_metrics, train_digits_classifier
+    from agm.metrics.frechet import feature_metrics
     from agm.run import load_run_config, load_sampler_drift
     from agm.samplers.cuda_graph import GraphEulerMaruyama
 
@@ -68,7 +102,8 @@ def evaluate(out: Path, runs: list[dict], n: int, sample_steps: int, classifier_
     cfg0 = load_run_config(out / f"{runs[0]['method']}_s{runs[0]['seed']}")
     size = cfg0.data.image_size
     t0 = time.perf_counter()
-    clf, acc = train_digits_classifier(size, steps=classifier_steps, seed=0, device=dev)
+    clf, acc, clf_info = feature_classifier(size, classifier_steps, classifier_path)
+    clf = clf.to(dev)
     clf_s = time.perf_counter() - t0
     full = digits_dataset(size)[0]
     for r in runs:
@@ -88,10 +123,11 @@ def evaluate(out: Path, runs: list[dict], n: int, sample_steps: int, classifier_
         r["vs_test_split"] = feature_metrics(clf, x, test, k=5)
         r["n_test_split"] = int(test.shape[0])
         r["final_unweighted_drift_loss"] = _last_metric(run_dir, "unweighted_drift_loss", "drift_loss")
-        save_image_grid(x[:64], grid_dir / f"agm_images_{r['method']}_s{r['seed']}.png", nrow=8, upscale=2)
+        save_image_grid(x[:64], grid_prefix.parent / f"{grid_prefix.name}_{r['method']}_s{r['seed']}.png", nrow=8, upscale=2)
         print(f"[eval] {r['method']} s{r['seed']}: FD_digits {r['vs_all_digits']['fd']:.3f} "
               f"P {r['vs_all_digits']['precision']:.3f} R {r['vs_all_digits']['recall']:.3f}", flush=True)
-    return {"classifier_heldout_accuracy": acc, "classifier_train_s": round(clf_s, 1), "classifier_steps": classifier_steps}
+    return {"classifier_heldout_accuracy": acc, "classifier_train_s": round(clf_s, 1), "classifier_steps": clf_info["steps"],
+            "classifier": clf_info}
 
 
 def _last_metric(run_dir: Path, *keys: str) -> float | None:
@@ -125,6 +161,48 @@ def summarise(runs: list[dict]) -> dict:
     return out
 
 
+def merge(paths: list[Path], out: Path) -> None:
+    """Pool the runs of several result JSONs (e.g. seeds 0-1 and 2-3 run in separate GPU sessions) into one.
+
+    Refuses unless every part used the same classifier weights (sha256) and the same steps, since FD_digits
+    values are only comparable within one feature space.
+    """
+    parts = [json.loads(p.read_text()) for p in paths]
+    shas = {(p.get("classifier") or {}).get("sha256") for p in parts}
+    if len(shas) != 1 or None in shas:
+        raise SystemExit(f"--merge needs parts with one saved classifier (--classifier); sha256s found: {sorted(map(str, shas))}")
+    if len({p["steps"] for p in parts}) != 1:
+        raise SystemExit("--merge needs parts trained for the same number of steps")
+    runs = [r for p in parts for r in p["runs"]]
+    seeds = [r["seed"] for r in runs if r["method"] == "agm"]
+    if len(seeds) != len(set(seeds)):
+        raise SystemExit(f"--merge: a seed appears in more than one part ({sorted(seeds)})")
+    result = dict(parts[0], command=" ".join(["python3"] + sys.argv), parts=[p["command"] for p in parts],
+                  seeds=sorted(seeds), runs=runs, summary=summarise(runs),
+                  train_phase_wall_s=sum(p["train_phase_wall_s"] for p in parts),
+                  total_wall_s=sum(p["total_wall_s"] for p in parts))
+    out.write_text(json.dumps(result, indent=1, default=str))
+    s = result["summary"]["vs_all_digits"]
+    print(f"merged {len(runs)} runs; paired FD diff (AGM - drift-only): {s['fd_diff_agm_minus_baseline']}")
+
+
+def real_floor(size: int, classifier_steps: int, classifier_path: Path | None, out: Path) -> None:
+    """FD_digits and PRDC between two disjoint random halves of the real digits: the value a perfect
+    generator would get from sampling noise alone (a floor to read the generated runs' numbers against)."""
+    from agm.data.images import digits_dataset
+    from agm.metrics.frechet import feature_metrics
+
+    net, acc, info = feature_classifier(size, classifier_steps, classifier_path)
+    full = digits_dataset(size)[0]
+    perm = torch.randperm(full.shape[0], generator=torch.Generator().manual_seed(0))
+    half = full.shape[0] // 2
+    a, b = full[perm[:half]], full[perm[half:]]
+    result = {"command": " ".join(["python3"] + sys.argv), "classifier": info, "classifier_heldout_accuracy": acc,
+              "half_vs_other_half": feature_metrics(net, a, b, k=5), "n": [int(a.shape[0]), int(b.shape[0])]}
+    out.write_text(json.dumps(result, indent=1))
+    print(json.dumps(result["half_vs_other_half"]))
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description="drift-only vs AGM on 32x32 digits with an FID proxy")
     p.add_argument("--steps", type=int, default=4000, help="training steps per run (equal for both methods)")
@@ -134,10 +212,16 @@ def main() -> None:
     p.add_argument("--n-samples", type=int, default=2000, help="generated images per run for the metrics")
     p.add_argument("--sample-steps", type=int, default=100, help="Euler-Maruyama steps")
     p.add_argument("--classifier-steps", type=int, default=1500, help="steps of the feature classifier")
+    p.add_argument("--classifier", type=Path, default=None,
+                   help="feature classifier weights (.safetensors): loaded if the file exists, else trained and saved there")
     p.add_argument("--work", default="/tmp/agm_images_runs", help="run directories")
     p.add_argument("--out", default=str(ROOT / "experiments/results/agm_images.json"), help="result JSON")
     p.add_argument("--override", nargs="*", default=[], help="extra config overrides key=value for both methods")
     p.add_argument("--quick", action="store_true", help="smoke mode (< 1 min on a GPU): 60 steps, seed 0, 200 samples")
+    p.add_argument("--merge", nargs="+", type=Path, metavar="JSON",
+                   help="combine result JSONs of separate invocations (same classifier weights) into --out, then exit")
+    p.add_argument("--floor", action="store_true",
+                   help="only compute FD_digits/PRDC between two halves of the real digits (written to --out), then exit")
     p.add_argument("--worker", nargs=2, metavar=("METHOD", "SEED"), help=argparse.SUPPRESS)
     args = p.parse_args()
     if args.quick and not args.worker:
@@ -145,6 +229,15 @@ def main() -> None:
         if "agm_images.json" in args.out:
             args.out = args.out.replace("agm_images.json", "agm_images_quick.json")
         args.work = args.work.rstrip("/") + "_quick"
+    if args.floor:
+        from agm.config import load_config
+
+        size = load_config(args.config, args.override).data.image_size
+        real_floor(size, args.classifier_steps, args.classifier, Path(args.out))
+        return
+    if args.merge:
+        merge(args.merge, Path(args.out))
+        return
     work = Path(args.work)
     if args.worker:
         r = run_one(args.worker[0], int(args.worker[1]), args.steps, work, args.config, args.override)
@@ -174,7 +267,7 @@ def main() -> None:
     train_wall = time.perf_counter() - t_all
     runs = [json.loads((work / f"{m}_s{s}.timing.json").read_text()) for m, s in jobs]
     out = Path(args.out)
-    ev = evaluate(work, runs, args.n_samples, args.sample_steps, args.classifier_steps, out.parent)
+    ev = evaluate(work, runs, args.n_samples, args.sample_steps, args.classifier_steps, out.with_suffix(""), args.classifier)
     from agm.config import load_config
 
     cfg = load_config(args.config, [f"train.steps={args.steps}", *args.override])

@@ -73,6 +73,24 @@ def test_graph_sampler_cpu_path_equals_euler_maruyama():
         GraphEulerMaruyama(5, amp="fp8")
 
 
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device (the graph is CUDA-only)")
+def test_graph_sampler_reused_across_calls_matches_eager():
+    """A second call with a new x0 replays the captured graph on the refilled static buffer.
+
+    Regression: the buffer was rebound on reuse, so the graph kept writing the old buffer and every call
+    after the first returned its x0 unchanged (pure noise).
+    """
+    torch.manual_seed(0)
+    net = _perturb(UNet(1, channels=8, channel_mult=(1, 2), image_size=8)).cuda().eval()
+    sampler = GraphEulerMaruyama(7, cuda_graph=True)
+    for seed in (1, 2, 3):
+        x0 = torch.randn(3, 1, 8, 8, device="cuda", generator=torch.Generator("cuda").manual_seed(seed))
+        a = EulerMaruyama(7).sample(net, x0, 0.4, generator=torch.Generator("cuda").manual_seed(seed))
+        b = sampler.sample(net, x0, 0.4, generator=torch.Generator("cuda").manual_seed(seed))
+        assert sampler._graph is not None
+        torch.testing.assert_close(b, a, rtol=1e-3, atol=1e-3)
+
+
 def _image_cfg(method, **train):
     cfg = load_config("images_digits", [f"method={method}", "model.channels=8", "data.image_size=8",
                                          "potential.warmup_steps=0"])

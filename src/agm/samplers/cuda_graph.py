@@ -61,9 +61,11 @@ class GraphEulerMaruyama:
 
     def _setup(self, field: Field, x0: Tensor) -> None:
         key = (id(field), tuple(x0.shape), x0.device, x0.dtype)
-        self._x = x0.detach().clone().float()
         if self._key == key:
+            # the captured graph reads and writes these very buffers: refill them, never rebind them
+            self._x.copy_(x0)
             return
+        self._x = x0.detach().clone().float()
         self._t = torch.zeros((), device=x0.device)
         self._dt = torch.zeros((), device=x0.device)
         self._g = torch.zeros((), device=x0.device)
