@@ -20,7 +20,7 @@ import torch
 
 from agm.objectives.soc import SOC_LOSSES, MemorylessSchedule, finetune, gradient_variance, make_problem
 from agm.steering import energy_distance, make_reward, sample_flow, tilted_rejection_sample, toy_data, train_flow_model, wasserstein2
-from agm.steering.tilt import machine_info
+from agm.provenance import write_result
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -117,10 +117,8 @@ def main(argv: list[str] | None = None) -> int:
         "per_seed": per,
         "summary": summary,
         "wall_seconds": time.time() - t_start,
-        "machine": machine_info(),
     }
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps(out, indent=1))
+    write_result(args.out, out)
     try:
         import matplotlib
 

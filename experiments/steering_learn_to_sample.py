@@ -24,7 +24,7 @@ import torch
 
 from agm.rl.learn_to_sample import ACTION_FAMILIES, DIVERGENCES, FlowSamplerMDP, IRLConfig, SamplerPolicy, schedule_from_policy, train_sampler_policy
 from agm.steering import energy_distance, toy_data, train_flow_model, wasserstein2
-from agm.steering.tilt import machine_info
+from agm.provenance import write_result
 
 Tensor = torch.Tensor
 
@@ -110,10 +110,8 @@ def main(argv: list[str] | None = None) -> int:
         "summary": summary,
         "runs": runs,
         "wall_seconds": time.time() - t_start,
-        "machine": machine_info(),
     }
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps(out, indent=1))
+    write_result(args.out, out)
     try:
         import matplotlib
 

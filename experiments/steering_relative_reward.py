@@ -24,7 +24,7 @@ from scipy.stats import spearmanr
 from agm.nets import TimeMLP
 from agm.objectives.relative_reward import FlowScore, RelativeRewardLoss, steer_sample, train_relative_reward
 from agm.steering import EmpiricalFlowVelocity, energy_distance, make_reward, sample_flow, tilted_rejection_sample, toy_data, train_flow_model
-from agm.steering.tilt import machine_info
+from agm.provenance import write_result
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -118,10 +118,8 @@ def main(argv: list[str] | None = None) -> int:
         "runs": runs,
         "summary_main_target": summary,
         "wall_seconds": time.time() - t_start,
-        "machine": machine_info(),
     }
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps(out, indent=1))
+    write_result(args.out, out)
     try:
         import matplotlib
 

@@ -27,16 +27,13 @@ def _common(p: argparse.ArgumentParser) -> None:
 
 def _emit(rec: dict, out: str | None) -> int:
     import json
-    from pathlib import Path
 
-    from agm.steering.tilt import machine_info
+    from agm.provenance import machine_info, write_result
 
     rec["machine"] = machine_info()
-    line = json.dumps(rec)
-    print(line)
+    print(json.dumps(rec))
     if out:
-        Path(out).parent.mkdir(parents=True, exist_ok=True)
-        Path(out).write_text(json.dumps(rec, indent=1))
+        write_result(out, rec)
     return 0
 
 

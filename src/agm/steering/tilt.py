@@ -13,7 +13,6 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from agm.provenance import machine_info  # noqa: F401  (re-exported for the steering scripts)
 from agm.errors import ConfigError, DataError, check_choice, check_positive
 
 Reward = Callable[[Tensor], Tensor]
