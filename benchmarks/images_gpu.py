@@ -29,7 +29,7 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
-from agm.config import load_config  # noqa: E402
+from agm.methods.agm.config import load_config  # noqa: E402
 from agm.methods.agm import build_method  # noqa: E402
 from agm.nets import count_params  # noqa: E402
 from agm.samplers import EulerMaruyama  # noqa: E402

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import torch
 
-from agm.config import load_config
+from agm.methods.agm.config import load_config
 from agm.methods.agm import build_method
 from agm.nets import TimeMLP
 from agm.objectives import bridge_matching_loss

@@ -13,7 +13,7 @@ scikit-learn's 1797 digits upsampled to 32x32 (tiny!), and compares an FID proxy
     paired: the same seed gives both methods the same data order and bridge noise).
 
 Runs are trained concurrently on one GPU (``--parallel``) through the library's own path
-(agm.config -> agm.run.train -> Trainer with bf16 / channels_last / fused AdamW); samples come from
+(agm.methods.agm.config -> agm.methods.agm.run.train -> Trainer with bf16 / channels_last / fused AdamW); samples come from
 agm.samplers.cuda_graph. Writes experiments/results/agm_images.json and sample-grid PNGs.
 
     PYTHONPATH=src python3 experiments/agm_images.py --steps 4000 --seeds 0 1 --parallel 4
@@ -44,8 +44,8 @@ import torch  # noqa: E402
 
 def run_one(method: str, seed: int, steps: int, out: Path, config: str, extra: list[str]) -> dict:
     """Train one run into out/<method>_s<seed> and return its timing."""
-    from agm.config import load_config
-    from agm.run import train
+    from agm.methods.agm.config import load_config
+    from agm.methods.agm.run import train
 
     torch.set_num_threads(1)
     torch.backends.cudnn.benchmark = True
@@ -95,7 +95,7 @@ def evaluate(out: Path, runs: list[dict], n: int, sample_steps: int, classifier_
              classifier_path: Path | None = None) -> dict:
     from agm.data.images import digits_dataset, load_image_data, save_image_grid
     from agm.metrics.frechet import feature_metrics
-    from agm.run import load_run_config, load_sampler_drift
+    from agm.methods.agm.run import load_run_config, load_sampler_drift
     from agm.samplers.cuda_graph import GraphEulerMaruyama
 
     dev = "cuda" if torch.cuda.is_available() else "cpu"
@@ -230,7 +230,7 @@ def main() -> None:
             args.out = args.out.replace("agm_images.json", "agm_images_quick.json")
         args.work = args.work.rstrip("/") + "_quick"
     if args.floor:
-        from agm.config import load_config
+        from agm.methods.agm.config import load_config
 
         size = load_config(args.config, args.override).data.image_size
         real_floor(size, args.classifier_steps, args.classifier, Path(args.out))
@@ -268,7 +268,7 @@ def main() -> None:
     runs = [json.loads((work / f"{m}_s{s}.timing.json").read_text()) for m, s in jobs]
     out = Path(args.out)
     ev = evaluate(work, runs, args.n_samples, args.sample_steps, args.classifier_steps, out.with_suffix(""), args.classifier)
-    from agm.config import load_config
+    from agm.methods.agm.config import load_config
 
     cfg = load_config(args.config, [f"train.steps={args.steps}", *args.override])
     result = {

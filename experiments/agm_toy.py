@@ -43,8 +43,8 @@ def run_one(job: tuple[str, int, str, list[str], int]) -> dict:
     import torch
 
     torch.set_num_threads(1)
-    from agm.config import load_config
-    from agm.run import evaluate_run, train
+    from agm.methods.agm.config import load_config
+    from agm.methods.agm.run import evaluate_run, train
 
     cfg = load_config("toy", [f"data.name={dataset}", f"seed={seed}", f"train.steps={steps}", "train.progress=false",
                               "train.ckpt_every=1000000", "eval.n_samples=4000", *overrides])

@@ -1,6 +1,6 @@
 """Distributional RL: Bellman Diffusion return fields vs our C51 vs CleanRL's C51 (Bellman Diffusion sec. 5, Fig. 6).
 
-Same loop and hyperparameters for our two agents (agm.rl.distributional.train): epsilon-greedy
+Same loop and hyperparameters for our two agents (agm.methods.bellman.rl.train): epsilon-greedy
 1 -> 0.05 over half the run, replay 10k, batch 128, learning starts 1000, one update every 4 env
 steps, hard target sync every 500 steps, lr 5e-4, trunk (120, 84). CleanRL's C51 (peer, its own
 venv .venv-cleanrl, /work/shared/peers.md) runs on CartPole in the same invocation with the same
@@ -143,7 +143,7 @@ def main(argv=None) -> int:
     ap.add_argument("--out", default=str(ROOT / "experiments" / "results" / "bellman_rl.json"), help="results JSON path")
     args = ap.parse_args(argv)
     torch.set_num_threads(1)
-    from agm.rl.distributional import LoopConfig, train_agent
+    from agm.methods.bellman.rl import LoopConfig, train_agent
 
     seeds = list(range(1 if args.quick else args.seeds))
     out_path = Path(args.out)

@@ -1,8 +1,8 @@
 """Bellman Diffusion synthetic studies (paper sec. 6.1, Figs. 1-3): 1-D uniform on three disjoint spans, 2-D mixture
 of three Gaussians with unbalanced weights, two moons; against a score-based Langevin sampler on the same data.
 
-For each set and seed: fit f ~ p and g ~ grad p by field matching (agm.objectives.field_matching, digest sec. 3) on
-standardised data, sample with the Bellman Diffusion Dynamics (agm.samplers.bellman_dynamics, digest sec. 4) from
+For each set and seed: fit f ~ p and g ~ grad p by field matching (agm.methods.bellman.fields, digest sec. 3) on
+standardised data, sample with the Bellman Diffusion Dynamics (agm.methods.bellman.dynamics, digest sec. 4) from
 x0 ~ N(0, I), fit a denoising-score network and sample with unadjusted Langevin from the same x0.
 Mixture weights are read three ways (digest sec. 4.4 says sample histograms keep the initial basins when
 modes are far apart, so the field itself is the fair read-out of the paper's Fig. 2 claim):
@@ -57,9 +57,9 @@ def run(name: str, kernel: str, eps: float, seed: int, steps: int, n_samples: in
 
     from agm.data.toy import UNBALANCED_MEANS, UNBALANCED_WEIGHTS, UNIFORM3_INTERVALS, assign_modes, make_toy
     from agm.metrics import mmd, wasserstein2
-    from agm.objectives.field_matching import FieldMatching, train_fields
-    from agm.samplers.bellman_dynamics import BellmanDynamics
-    from agm.samplers.langevin import LangevinDynamics, train_score
+    from agm.methods.bellman.fields import FieldMatching, train_fields
+    from agm.methods.bellman.dynamics import BellmanDynamics
+    from agm.methods.bellman.langevin import LangevinDynamics, train_score
 
     x_raw = make_toy(name, 20_000, seed=seed)
     ref = make_toy(name, 4000, seed=10_000 + seed)

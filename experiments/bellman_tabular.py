@@ -115,8 +115,8 @@ def train_ddpm(x: torch.Tensor, steps: int, batch_size: int, lr: float, seed: in
 
 def run(name: str, seed: int, steps: int, n_eval_max: int, sample_steps: int, eps: float) -> dict:
     from agm.metrics import mmd, wasserstein2
-    from agm.objectives.field_matching import FieldMatching, train_fields
-    from agm.samplers.bellman_dynamics import BellmanDynamics
+    from agm.methods.bellman.fields import FieldMatching, train_fields
+    from agm.methods.bellman.dynamics import BellmanDynamics
     from agm.samplers.euler_maruyama import EulerMaruyama
 
     x_all, desc = load_tabular(name)

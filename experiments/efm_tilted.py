@@ -1,6 +1,6 @@
 """EFM vs guidance baselines on closed-form tilted targets q ∝ p exp(-beta E) (issue 5 item 2; digest A.5, A.8).
 
-Targets (p known only through 20,000 samples; q in closed form, agm.objectives.efm):
+Targets (p known only through 20,000 samples; q in closed form, agm.methods.efm.efm):
   * gauss2d: p = N(m, S), m = (1, -0.5), S = [[1, 0.3], [0.3, 0.5]], E = 1/2 (x-c)^T A (x-c), A = diag(1.5, 0.5),
     c = (-1, 1)  ->  q = N(m_q, S_q) (O-A1).
   * gmm1d: p = 0.5 N(-2, 0.5^2) + 0.5 N(2, 0.5^2), E = 0.25 (x-1)^2  ->  a two-component mixture with
@@ -32,7 +32,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from agm.provenance import machine_info
+from agm.training.results import machine_info
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -49,7 +49,7 @@ def bures_w2(m1, S1, m2, S2) -> float:
 
 
 def targets(n_train: int, gen: torch.Generator):
-    from agm.objectives.efm import quadratic_energy
+    from agm.methods.efm.efm import quadratic_energy
 
     m, S = torch.tensor([1.0, -0.5]), torch.tensor([[1.0, 0.3], [0.3, 0.5]])
     A, c = torch.tensor([[1.5, 0.0], [0.0, 0.5]]), torch.tensor([-1.0, 1.0])
@@ -64,7 +64,7 @@ def targets(n_train: int, gen: torch.Generator):
 
 
 def evaluate(name: str, tgt: dict, beta: float, x: torch.Tensor, gen: torch.Generator) -> dict:
-    from agm.objectives.efm import gaussian_tilt, gmm_quadratic_tilt
+    from agm.methods.efm.efm import gaussian_tilt, gmm_quadratic_tilt
 
     x = x.double()
     if not torch.isfinite(x).all():
@@ -103,7 +103,7 @@ def main(argv: list[str] | None = None) -> int:
     out = Path(args.out or ("/tmp/efm_tilted_quick.json" if args.quick else ROOT / "experiments/results/efm_tilted.json"))
 
     from agm.nets import TimeMLP
-    from agm.objectives.efm import (ContrastiveEnergyPrediction, EnergyWeightedFlowMatching, effective_sample_size,
+    from agm.methods.efm.efm import (ContrastiveEnergyPrediction, EnergyWeightedFlowMatching, effective_sample_size,
                                     energy_weights, fit_energy_model, fit_weighted_flow)
     from agm.samplers import ODESampler
 

@@ -26,8 +26,8 @@ import numpy as np
 import torch
 
 from agm.data.manifold import SYNTHETIC, make_manifold_data
-from agm.manifolds.metrics import median_geodesic_distance
-from agm.manifolds.training import FlowMapTrainConfig, evaluate_samples, sample_flow_map, train_flow_map
+from agm.metrics.geodesic import median_geodesic_distance
+from agm.methods.flowmaps.train import FlowMapTrainConfig, evaluate_samples, sample_flow_map, train_flow_map
 
 METHODS = ["rfm", "lagrangian", "eulerian", "progressive"]
 DATASETS = ["sphere_vmf", "torus_wrapped", "hyperbolic_mixture"]

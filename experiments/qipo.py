@@ -2,7 +2,7 @@
 
 EFM paper (Zhang et al., ICLR 2025) section 5 / Algorithm 2; digest efm-qipo-rewards-irl-digest.md A.6, A.9.
 
-Offline data: agm's built-in mixed-quality data sets (agm.rl.offline.behaviour), generated once per env with
+Offline data: agm's built-in mixed-quality data sets (agm.methods.efm.behaviour), generated once per env with
 data seed 0 and shared by all training seeds:
   * Pendulum-v1 (classic control): equal shares of expert + low noise, expert + high noise, epsilon-expert,
     uniform random (per episode).
@@ -36,7 +36,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from agm.provenance import machine_info
+from agm.training.results import machine_info
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_MIXTURES = {
@@ -48,8 +48,8 @@ DEFAULT_MIXTURES = {
 def run_env(env_id: str, args, log) -> dict:
     import gymnasium as gym
 
-    from agm.rl.offline import QIPO, QIPOConfig, evaluate_policy, generate_dataset, load_npz, normalized_score
-    from agm.rl.offline.dataset import check_env_compatible
+    from agm.methods.efm import QIPO, QIPOConfig, evaluate_policy, generate_dataset, load_npz, normalized_score
+    from agm.data.offline import check_env_compatible
 
     mixture = DEFAULT_MIXTURES.get(env_id)
     tag = "default" if mixture is None else "-".join(f"{v:g}" for v in mixture.values())

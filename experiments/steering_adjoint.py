@@ -18,9 +18,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from agm.objectives.soc import SOC_LOSSES, MemorylessSchedule, finetune, gradient_variance, make_problem
-from agm.steering import energy_distance, make_reward, sample_flow, tilted_rejection_sample, toy_data, train_flow_model, wasserstein2
-from agm.provenance import write_result
+from agm.methods.steering.soc import SOC_LOSSES, MemorylessSchedule, finetune, gradient_variance, make_problem
+from agm.methods.steering import energy_distance, make_reward, sample_flow, tilted_rejection_sample, toy_data, train_flow_model, wasserstein2
+from agm.training.results import write_result
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -22,9 +22,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from agm.rl.learn_to_sample import ACTION_FAMILIES, DIVERGENCES, FlowSamplerMDP, IRLConfig, SamplerPolicy, schedule_from_policy, train_sampler_policy
-from agm.steering import energy_distance, toy_data, train_flow_model, wasserstein2
-from agm.provenance import write_result
+from agm.methods.steering.learn_to_sample import ACTION_FAMILIES, DIVERGENCES, FlowSamplerMDP, IRLConfig, SamplerPolicy, schedule_from_policy, train_sampler_policy
+from agm.methods.steering import energy_distance, toy_data, train_flow_model, wasserstein2
+from agm.training.results import write_result
 
 Tensor = torch.Tensor
 

@@ -22,9 +22,9 @@ import torch
 from scipy.stats import spearmanr
 
 from agm.nets import TimeMLP
-from agm.objectives.relative_reward import FlowScore, RelativeRewardLoss, steer_sample, train_relative_reward
-from agm.steering import EmpiricalFlowVelocity, energy_distance, make_reward, sample_flow, tilted_rejection_sample, toy_data, train_flow_model
-from agm.provenance import write_result
+from agm.methods.steering.relative_reward import FlowScore, RelativeRewardLoss, steer_sample, train_relative_reward
+from agm.methods.steering import EmpiricalFlowVelocity, energy_distance, make_reward, sample_flow, tilted_rejection_sample, toy_data, train_flow_model
+from agm.training.results import write_result
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,6 +1,6 @@
 """Multi-GPU (or multi-process CPU) training of an agm run with DDP, launched by torchrun.
 
-This is ``agm train`` under torchrun (``agm.run.train`` joins the process group when WORLD_SIZE > 1);
+This is ``agm train`` under torchrun (``agm.methods.agm.run.train`` joins the process group when WORLD_SIZE > 1);
 the two lines below are equivalent:
 
     torchrun --nproc_per_node 8 -m agm.cli train --config images_celeba64 --out runs/celeba_agm data.path=/data/celebahq64

@@ -7,8 +7,8 @@ import torch
 from scipy import stats
 
 from agm.errors import ConfigError
-from agm.samplers.bellman_dynamics import BellmanDynamics
-from agm.samplers.langevin import LangevinDynamics
+from agm.methods.bellman.dynamics import BellmanDynamics
+from agm.methods.bellman.langevin import LangevinDynamics
 
 
 def npdf(x, var=1.0, mu=0.0):

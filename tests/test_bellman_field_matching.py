@@ -7,7 +7,7 @@ import torch
 from scipy import integrate, stats
 
 from agm.errors import ConfigError, DataError
-from agm.objectives.field_matching import (
+from agm.methods.bellman.fields import (
     FieldMatching,
     divergence_term,
     gaussian_field_minimisers,

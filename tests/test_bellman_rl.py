@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from agm.errors import ConfigError, DataError
-from agm.rl.distributional import (
+from agm.methods.bellman.rl import (
     BDConfig,
     BellmanDiffusionAgent,
     C51Config,
@@ -19,7 +19,7 @@ from agm.rl.distributional import (
     check_action_space,
     make_env,
 )
-from agm.rl.distributional.train import LoopConfig, build_agent
+from agm.methods.bellman.rl.train import LoopConfig, build_agent
 
 
 SUPPORT = torch.linspace(0.0, 4.0, 5)  # atoms 0, 1, 2, 3, 4 (dz = 1)

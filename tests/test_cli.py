@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from agm.cli import build_parser, main
-from agm.config import all_keys
+from agm.methods.agm.config import all_keys
 
 SMALL = ["train.steps=30", "train.batch_size=64", "train.log_every=5", "train.ckpt_every=10", "train.progress=false",
          "model.hidden=32", "model.depth=2", "data.n_train=500", "data.n_test=300", "eval.n_samples=300",
@@ -44,7 +44,7 @@ def test_train_resume_sample_eval(tmp_path, capsys, monkeypatch):
     assert main(["train", "--resume", str(run)]) == 0
     assert json.loads((run / "metrics.jsonl").read_text().splitlines()[-1])["step"] == 40
     # sampling never builds or loads V_phi
-    import agm.methods.agm as am
+    import agm.methods.agm.model as am
 
     monkeypatch.setattr(am, "build_potential", lambda *a, **k: (_ for _ in ()).throw(AssertionError("V_phi built")))
     ckpt = run / "checkpoints" / (run / "checkpoints" / "latest").read_text().strip()

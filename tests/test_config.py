@@ -1,6 +1,7 @@
 import pytest
 
-from agm.config import all_keys, builtin_configs, load_config, parse_override
+from agm.methods.agm.config import all_keys, builtin_configs, load_config
+from agm.training.config import parse_override
 from agm.errors import ConfigError
 
 
@@ -45,7 +46,7 @@ def test_bad_sources(tmp_path):
     with pytest.raises(ConfigError, match="mapping"):
         load_config(p)
     with pytest.raises(ConfigError, match="key=value"):
-        parse_override("train.steps")
+        parse_override("train.steps", all_keys())
 
 
 def test_every_key_is_settable():

@@ -1,4 +1,4 @@
-"""CLI hooks of the data and metrics areas: `toy` (agm.data.toy.register) and `score` (agm.metrics.register)."""
+"""The core commands `agm toy` and `agm score`, through the real parser."""
 import argparse
 import json
 
@@ -7,18 +7,14 @@ import pytest
 import torch
 
 from agm.data import load_array, make_toy, save_array
-from agm.data.toy import register as register_toy
 from agm.errors import ConfigError, DataError
 from agm.metrics import evaluate
-from agm.metrics import register as register_score
 
 
 def _parser():
-    p = argparse.ArgumentParser()
-    sub = p.add_subparsers(dest="command", required=True)
-    register_toy(sub)
-    register_score(sub)
-    return p
+    from agm.cli import build_parser
+
+    return build_parser()
 
 
 def test_save_array_round_trip(tmp_path):

@@ -9,11 +9,11 @@ import pytest
 import torch
 import torch.multiprocessing as mp
 
-from agm.config import TrainConfig
+from agm.methods.agm.config import TrainConfig
 from agm.errors import ConfigError
 from agm.methods.agm import AGM
 from agm.nets import TimeMLP, build_potential
-from agm.objectives import PotentialWeighting
+from agm.methods.agm import PotentialWeighting
 from agm.objectives.bridge_matching import per_sample_mse
 from agm.training import Trainer
 from agm.training.distributed import DistContext, local_batch_size, rank_seed

@@ -19,7 +19,7 @@ import pytest
 import torch
 
 from agm.nets import TimeMLP
-from agm.objectives.efm import (
+from agm.methods.efm.efm import (
     EnergyWeightedDiffusion,
     EnergyWeightedFlowMatching,
     effective_sample_size,

@@ -12,7 +12,7 @@ from torch import nn
 
 from agm.errors import ConfigError, DataError
 from agm.objectives.bridge_matching import per_sample_mse
-from agm.objectives.efm import (
+from agm.methods.efm.efm import (
     ContrastiveEnergyPrediction,
     EnergyWeightedDiffusion,
     EnergyWeightedFlowMatching,

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from agm.errors import ConfigError, DataError
-from agm.rl.offline import (
+from agm.methods.efm import (
     OfflineDataset,
     check_env_compatible,
     generate_dataset,

@@ -9,8 +9,8 @@ import pytest
 import torch
 
 from agm.errors import ConfigError, DataError
-from agm.rl.offline import QIPO, OfflineDataset, QIPOConfig, SoftmaxQLearner, TwinQ, evaluate_policy, qipo_policy_loss
-from agm.rl.offline.policy import FlowPolicy, Normalizer
+from agm.methods.efm import QIPO, OfflineDataset, QIPOConfig, SoftmaxQLearner, TwinQ, evaluate_policy, qipo_policy_loss
+from agm.methods.efm.policy import FlowPolicy, Normalizer
 
 
 def _bandit_data(n, obs_dim=1, mean=0.0, std=0.3, seed=0):
@@ -45,7 +45,7 @@ def test_support_softmax_limit_is_normalised_boltzmann_weight():
 
     With M = 200,000 the denominator is a Monte-Carlo mean of lognormal variables with relative SE
     sqrt((exp((beta c)^2) - 1) / M) = 0.0017 for beta c = 0.8; we allow 5 SE."""
-    from agm.objectives.efm import grouped_softmax
+    from agm.methods.efm.efm import grouped_softmax
 
     g = torch.Generator().manual_seed(0)
     beta, c, M = 2.0, 0.4, 200_000

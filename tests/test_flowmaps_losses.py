@@ -11,8 +11,8 @@ from torch import nn
 from agm.errors import ConfigError
 from agm.manifolds import Euclidean, FlatTorus, Lorentz, Sphere
 from agm.manifolds.base import jvp  # torch.func.jvp without torch's own jit deprecation warning
-from agm.manifolds.nets import FlowMap, FlowMapMLP
-from agm.objectives.flow_maps import (
+from agm.methods.flowmaps.nets import FlowMap, FlowMapMLP
+from agm.methods.flowmaps.losses import (
     FlowMapObjective,
     eulerian_loss,
     lagrangian_loss,
@@ -254,7 +254,7 @@ def test_objective_bad_config(kwargs, field):
 
 def test_train_one_point_smoke():
     """A G-LSD flow map trained on one point of S^2 sends non-antipodal prior draws to it in one step (digest §B8)."""
-    from agm.manifolds.training import FlowMapTrainConfig, sample_flow_map, train_flow_map
+    from agm.methods.flowmaps.train import FlowMapTrainConfig, sample_flow_map, train_flow_map
 
     m = Sphere(2)
     x1 = torch.tensor([[0.0, 0.6, 0.8]])

@@ -22,10 +22,10 @@ from agm.data.manifold import (
 )
 from agm.errors import ConfigError, DataError
 from agm.manifolds import Euclidean, FlatTorus, Lorentz, Sphere
-from agm.manifolds.metrics import geodesic_mmd2, geodesic_w2
-from agm.manifolds.nets import FlowMap, FlowMapMLP
-from agm.manifolds.training import FlowMapTrainConfig, sample_flow_map
-from agm.samplers.flow_map import FlowMapSampler, RiemannianODESampler
+from agm.metrics.geodesic import geodesic_mmd2, geodesic_w2
+from agm.methods.flowmaps.nets import FlowMap, FlowMapMLP
+from agm.methods.flowmaps.train import FlowMapTrainConfig, sample_flow_map
+from agm.methods.flowmaps.sampler import FlowMapSampler, RiemannianODESampler
 
 F64 = torch.float64
 MANIFOLDS = [Sphere(2), FlatTorus(2), Lorentz(2)]
@@ -151,7 +151,7 @@ def test_samplers_reject_points_off_the_manifold(m):
 
 
 def test_training_rejects_bad_config_and_off_manifold_data():
-    from agm.manifolds.training import train_flow_map
+    from agm.methods.flowmaps.train import train_flow_map
 
     m = Sphere(2)
     with pytest.raises(ConfigError, match="iters"):
@@ -258,7 +258,7 @@ def test_cli_train_and_sample_round_trip(tmp_path, capsys):
     x = torch.from_numpy(np.load(out))
     assert x.shape == (40, 3) and Lorentz(2).constraint_error(x).max() < 1e-5
     # the saved weights reproduce the in-process sampler exactly
-    from agm.commands.flowmaps import load_flow_map
+    from agm.methods.flowmaps.cli import load_flow_map
 
     assert torch.equal(sample_flow_map(load_flow_map(str(run)), 40, 2, mode="map", seed=0), x)
     assert main(["flowmaps", "sample", "--run", str(run), "--steps", "0", "--out", str(out)]) == 2

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from agm.config import load_config
+from agm.methods.agm.config import load_config
 from agm.errors import ConfigError
 from agm.methods.agm import build_method
 from agm.nets import UNet, build_potential, count_params

@@ -7,7 +7,8 @@ import torch
 from agm.errors import ConfigError
 from agm.methods.agm import AGM
 from agm.nets import TimeMLP, build_potential
-from agm.objectives import PotentialWeighting, bridge_matching_loss, importance_weights, potential_loss
+from agm.methods.agm import PotentialWeighting, importance_weights, potential_loss
+from agm.objectives import bridge_matching_loss
 from agm.paths import BrownianBridge
 
 

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from agm.errors import ConfigError, DataError
-from agm.rl.learn_to_sample import (
+from agm.methods.steering.learn_to_sample import (
     Discriminator,
     FlowSamplerMDP,
     IRLConfig,
@@ -19,7 +19,7 @@ from agm.rl.learn_to_sample import (
     train_sampler_policy,
 )
 from agm.samplers import ODESampler
-from agm.steering import GaussianFlowVelocity
+from agm.methods.steering import GaussianFlowVelocity
 
 
 @pytest.mark.parametrize("div,lam,expected", [("reverse_kl", 1.0, 0.8), ("forward_kl", 1.0, 0.47337), ("pr", 2.0, 0.26734)])

@@ -9,8 +9,8 @@ from torch import nn
 
 from agm.errors import ConfigError, DataError
 from agm.nets import TimeMLP
-from agm.objectives.relative_reward import FlowScore, RelativeRewardLoss, reward_gradient, steer_sample, train_relative_reward
-from agm.steering import GaussianFlowVelocity, EmpiricalFlowVelocity
+from agm.methods.steering.relative_reward import FlowScore, RelativeRewardLoss, reward_gradient, steer_sample, train_relative_reward
+from agm.methods.steering import GaussianFlowVelocity, EmpiricalFlowVelocity
 
 
 def fm_var(t: torch.Tensor, sd: float) -> torch.Tensor:

@@ -11,8 +11,8 @@ import torch
 from torch import nn
 
 from agm.errors import ConfigError, DataError
-from agm.objectives.soc import MemorylessSchedule, SOCProblem, Trajectory, finetune, gradient_variance
-from agm.steering import GaussianFlowVelocity, LinearReward, QuadraticReward, gaussian_tilt_quadratic
+from agm.methods.steering.soc import MemorylessSchedule, SOCProblem, Trajectory, finetune, gradient_variance
+from agm.methods.steering import GaussianFlowVelocity, LinearReward, QuadraticReward, gaussian_tilt_quadratic
 
 MU, SD, LAM = 0.5, 0.8, 1.0
 

@@ -5,11 +5,11 @@ import os
 import pytest
 import torch
 
-from agm.config import TrainConfig
+from agm.methods.agm.config import TrainConfig
 from agm.errors import CheckpointError, NonFiniteLossError
 from agm.methods.agm import AGM
 from agm.nets import TimeMLP, build_potential
-from agm.objectives import PotentialWeighting
+from agm.methods.agm import PotentialWeighting
 from agm.paths import BrownianBridge
 from agm.training import EMA, Trainer
 from agm.training.checkpoint import RUN_FORMAT, check_run_dir, latest_checkpoint, load_checkpoint
@@ -157,7 +157,7 @@ def test_same_seed_gives_same_numbers_in_fresh_processes(tmp_path):
 
     code = (
         "import json, sys, torch; torch.set_num_threads(1)\n"
-        "from agm.config import load_config; from agm.run import train\n"
+        "from agm.methods.agm.config import load_config; from agm.methods.agm.run import train\n"
         "cfg = load_config('toy', ['train.steps=20', 'train.log_every=5', 'train.progress=false', 'data.n_train=512'])\n"
         "train(cfg, sys.argv[1])\n"
         "print(json.dumps([json.loads(l)['loss'] for l in open(sys.argv[1] + '/metrics.jsonl')]))\n"

@@ -1,133 +1,128 @@
-"""The ``agm`` command line: demo, train, sample, eval (and the methods' own sub-commands)."""
+"""The ``agm`` command line: one registry of commands.
+
+    agm <method> train|sample|eval ...   every method folder with a ``cli`` module registers its commands
+    agm train|sample|eval|demo ...       AGM's short forms (the flagship)
+    agm toy ...                          draw a built-in data set to a file
+    agm score ...                        sample metrics of one file against another
+
+``key=value`` config overrides may stand anywhere on a ``train`` command line. Only CLI modules parse
+arguments (docs/architecture.md).
+"""
 from __future__ import annotations
 
 import argparse
-import json
-import os
+import re
 import sys
-from pathlib import Path
 
 from agm.errors import AGMError
 
+_OVERRIDE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*=")
 
-def _cmd_demo(args: argparse.Namespace) -> int:
-    from agm.demo import run_demo
 
-    run_demo(args.out, dataset=args.dataset, steps=args.steps, seed=args.seed, plots=not args.no_plots)
-    print(f"wrote {Path(args.out) / 'metrics.json'}")
+def _cmd_toy(args: argparse.Namespace) -> int:
+    from agm.data.files import save_array
+    from agm.data.toy import make_toy
+
+    x = make_toy(args.name, args.n, seed=args.seed)
+    path = save_array(x, args.out)
+    print(f"wrote {tuple(x.shape)} points of '{args.name}' (seed {args.seed}) to {path}")
     return 0
 
 
-def _cmd_train(args: argparse.Namespace) -> int:
-    from agm.config import load_config
-    from agm.run import resume, train
+def _cmd_score(args: argparse.Namespace) -> int:
+    import json
+    from pathlib import Path
 
-    if args.resume:
-        if args.config or args.out or args.overrides or args.data:
-            raise AGMError("--resume DIR takes no --config/--out/--data/overrides: the run's config.yaml is used")
-        step = resume(args.resume)
-        if int(os.environ.get("RANK", 0)) == 0:
-            print(f"resumed {args.resume} to step {step}")
-        return 0
-    if not args.out:
-        raise AGMError("--out DIR is required (or --resume DIR)")
-    overrides = list(args.overrides)
-    if args.data:
-        overrides.append(f"data.path={args.data}")
-    cfg = load_config(args.config or "default", overrides)
-    info = train(cfg, args.out)
-    if int(os.environ.get("RANK", 0)) != 0:
-        return 0
-    print(json.dumps({"out": args.out, **{k: info[k] for k in ("data_shape", "potential_param_ratio", "drift_params")}}))
+    from agm.data.files import load_array
+    from agm.metrics import evaluate
+    from agm.training.runs import check_writable_file
+
+    if args.out:
+        check_writable_file(args.out, "--out", suffixes=(".json",))
+    out = evaluate(load_array(args.samples), load_array(args.data), max_samples=args.max_samples, seed=args.seed, k=args.k)
+    text = json.dumps(out, indent=2)
+    print(text)
+    if args.out:
+        from agm.training.checkpoint import atomic_write_text
+
+        atomic_write_text(Path(args.out), text + "\n")
     return 0
 
 
-def _cmd_sample(args: argparse.Namespace) -> int:
-    import numpy as np
+def _register_core(sub: argparse._SubParsersAction) -> None:
+    from agm.data.toy import toy_names
 
-    from agm.run import sample_run
+    p = sub.add_parser("toy", help="draw a built-in data set and write it to .npy/.csv")
+    p.add_argument("--name", required=True, help=f"set name, one of: {', '.join(toy_names())}")
+    p.add_argument("--n", type=int, default=10000, help="number of points (default: 10000)")
+    p.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
+    p.add_argument("--out", required=True, help="output file, .npy or .csv")
+    p.set_defaults(func=_cmd_toy)
 
-    x = sample_run(args.run, args.n, steps=args.steps, seed=args.seed, device=args.device)
-    out = Path(args.out)
-    if out.suffix != ".npy":
-        raise AGMError(f"--out {out} must end in .npy")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    np.save(out, x.cpu().numpy())
-    print(f"wrote {args.n} samples of shape {tuple(x.shape[1:])} to {out}")
-    return 0
+    p = sub.add_parser("score", help="W2, MMD, energy distance and PRDC of a samples file against a data file")
+    p.add_argument("--samples", required=True, help="generated samples, .npy or .csv of shape (N, D)")
+    p.add_argument("--data", required=True, help="reference data, .npy or .csv of shape (M, D)")
+    p.add_argument("--max-samples", type=int, default=2000, help="subsample each set to at most this many points (default: 2000)")
+    p.add_argument("--seed", type=int, default=0, help="subsampling seed (default: 0)")
+    p.add_argument("--k", type=int, default=5, help="neighbours for precision/recall/density/coverage (default: 5)")
+    p.add_argument("--out", default=None, help="optional JSON file to write the metrics to")
+    p.set_defaults(func=_cmd_score)
 
 
-def _cmd_eval(args: argparse.Namespace) -> int:
-    from agm.run import evaluate_run
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
 
-    metrics = evaluate_run(args.run, args.data, n=args.n, seed=args.seed)
-    print(json.dumps(metrics, indent=1))
-    return 0
+    try:
+        return version("agm-potentials")
+    except PackageNotFoundError:
+        import agm
+
+        return getattr(agm, "__version__", "unknown")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from agm.config import all_keys, builtin_configs
+    """The real parser: core commands, then every method's ``cli.register``."""
+    import importlib
+    import importlib.util
+
+    from agm.methods import METHODS
 
     p = argparse.ArgumentParser(prog="agm", description="Generative models with a vector field and a scalar potential (AGM and friends).")
+    p.add_argument("--version", action="version", version=f"agm {_version()}")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
-
-    d = sub.add_parser("demo", help="drift-only vs AGM on a built-in 2-D set (about 1-3 minutes on 2 CPU cores)")
-    d.add_argument("--out", default="runs/demo", help="output directory (default: runs/demo)")
-    d.add_argument("--dataset", default="checkerboard",
-                   help="built-in 2-D set: checkerboard (default), moons, 8gaussians, pinwheel, swissroll, unbalanced_mixture")
-    d.add_argument("--steps", type=int, default=10000, help="training steps for each model (default: 10000, as the toy config)")
-    d.add_argument("--seed", type=int, default=0, help="seed shared by both models (default: 0)")
-    d.add_argument("--no-plots", action="store_true", help="skip the PNG plots")
-    d.set_defaults(func=_cmd_demo)
-
-    t = sub.add_parser(
-        "train",
-        help="train a model from a config",
-        description="Train from a YAML config or a built-in one, with key=value overrides. Config keys: " + ", ".join(all_keys()),
-        epilog="Multi-GPU / multi-process: torchrun --nproc_per_node N -m agm.cli train ... (DDP; train.batch_size is the "
-        "global batch; rank 0 writes the run directory).",
-    )
-    t.add_argument("--config", help=f"YAML file or built-in name {builtin_configs()} (default: default)")
-    t.add_argument("--out", help="new run directory")
-    t.add_argument("--data", help="user data: .npy or .csv of shape (N, D) (sets data.path)")
-    t.add_argument("--resume", metavar="DIR", help="continue the run in DIR from its latest checkpoint")
-    t.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides, e.g. method=baseline train.steps=500")
-    t.set_defaults(func=_cmd_train)
-
-    s = sub.add_parser("sample", help="sample from a run's EMA drift (V_phi is not loaded)")
-    s.add_argument("--run", required=True, help="run directory")
-    s.add_argument("--n", type=int, required=True, help="number of samples")
-    s.add_argument("--steps", type=int, default=None, help="integration steps (default: the run's sample.steps)")
-    s.add_argument("--seed", type=int, default=0, help="sampling seed (default: 0)")
-    s.add_argument("--device", default="cpu", help="torch device (default: cpu)")
-    s.add_argument("--out", required=True, help="output .npy file")
-    s.set_defaults(func=_cmd_sample)
-
-    e = sub.add_parser("eval", help="evaluate a run's samples (W2, MMD, energy distance, precision/recall/density/coverage)")
-    e.add_argument("--run", required=True, help="run directory")
-    e.add_argument("--data", default=None, help="reference data .npy/.csv (default: the run's held-out split)")
-    e.add_argument("--n", type=int, default=None, help="number of samples (default: the run's eval.n_samples)")
-    e.add_argument("--seed", type=int, default=0, help="sampling seed (default: 0)")
-    e.set_defaults(func=_cmd_eval)
-
-    _register_command_modules(sub)
+    for name in METHODS:
+        if importlib.util.find_spec(f"agm.methods.{name}.cli") is not None:
+            importlib.import_module(f"agm.methods.{name}.cli").register(sub)
+    _register_core(sub)
     return p
 
 
-def _register_command_modules(sub: argparse._SubParsersAction) -> None:
-    """Add the sub-commands of every module in :mod:`agm.commands` (each defines ``register(sub)``)."""
-    import importlib
-    import pkgutil
+def _split_overrides(argv: list[str]) -> tuple[list[str], list[str]]:
+    """Pull ``key=value`` tokens out of argv (wherever they stand) unless they are an option's value."""
+    rest, overrides = [], []
+    for i, tok in enumerate(argv):
+        prev = argv[i - 1] if i > 0 else ""
+        takes_value = prev.startswith("-") and "=" not in prev and prev not in _FLAGS
+        if _OVERRIDE.match(tok) and not takes_value:
+            overrides.append(tok)
+        else:
+            rest.append(tok)
+    return rest, overrides
 
-    import agm.commands
 
-    for info in sorted(pkgutil.iter_modules(agm.commands.__path__), key=lambda m: m.name):
-        importlib.import_module(f"agm.commands.{info.name}").register(sub)
+# options that take no value (so a key=value after them is an override, not their value)
+_FLAGS = {"--overwrite", "--no-plots", "--help", "-h", "--version", "--progress", "--no-progress", "--keep-going"}
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
     parser = build_parser()
-    args = parser.parse_args(argv)
+    rest, overrides = _split_overrides(argv)
+    args = parser.parse_args(rest)
+    if overrides:
+        if not hasattr(args, "overrides"):
+            parser.error(f"unrecognised arguments: {' '.join(overrides)} ('agm {args.command}' takes no key=value config overrides)")
+        args.overrides = list(getattr(args, "overrides", None) or []) + overrides
     try:
         return int(args.func(args) or 0)
     except AGMError as e:

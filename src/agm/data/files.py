@@ -14,64 +14,9 @@ import torch
 from torch import Tensor
 
 from agm.errors import ConfigError, DataError
+from agm.tensors import ArrayLike, subsample, validate_array  # noqa: F401  (re-exported)
 
 ACCEPTED_EXTENSIONS = (".npy", ".csv")
-
-ArrayLike = Union[Tensor, np.ndarray]
-
-_BAD_NUMPY_KINDS = {"b": "bool", "c": "complex", "O": "object", "U": "str", "S": "bytes", "V": "void", "M": "datetime", "m": "timedelta"}
-
-
-def validate_array(x: ArrayLike, field: str = "data", *, flatten: bool = False, dtype: torch.dtype = torch.float32) -> Tensor:
-    """Check that ``x`` is a finite numeric (N, D) array with N >= 2, D >= 1; return it as ``dtype`` (N, D).
-
-    Accepted: a torch tensor or numpy array of integer or real floating dtype. A 1-D array of shape
-    (N,) is reshaped to (N, 1). With ``flatten=True`` an array of shape (N, d1, d2, ...) (e.g. images)
-    is flattened to (N, d1*d2*...); otherwise anything that is not 1-D or 2-D is rejected.
-    Raises DataError naming ``field`` for: wrong ndim, non-numeric dtype (bool/complex/object/str),
-    NaN/inf values (with the number of bad rows and the first bad row index), N < 2, D == 0.
-    """
-    if isinstance(x, Tensor):
-        if x.dtype == torch.bool or x.is_complex():
-            raise DataError(f"{field} has dtype {x.dtype}; accepted: integer or real floating-point numbers")
-        arr = x.detach().cpu()
-    elif isinstance(x, np.ndarray):
-        kind = x.dtype.kind
-        if kind in _BAD_NUMPY_KINDS:
-            raise DataError(
-                f"{field} has dtype {x.dtype} ({_BAD_NUMPY_KINDS[kind]}); accepted: integer or real floating-point numbers"
-            )
-        if kind not in "iuf":
-            raise DataError(f"{field} has dtype {x.dtype}; accepted: integer or real floating-point numbers")
-        arr = torch.from_numpy(np.array(x, copy=True, order="C"))
-    else:
-        raise DataError(f"{field} has type {type(x).__name__}; accepted: a torch.Tensor or numpy.ndarray of shape (N, D)")
-
-    if arr.ndim == 1:
-        arr = arr.reshape(-1, 1)
-    elif arr.ndim > 2 and flatten:
-        arr = arr.reshape(arr.shape[0], -1)
-    elif arr.ndim != 2:
-        extra = " or (N, d1, d2, ...) (flattened)" if flatten else ""
-        raise DataError(f"{field} has shape {tuple(arr.shape)} (ndim={arr.ndim}); accepted shapes: (N, D) or (N,){extra}")
-    n, d = arr.shape
-    if d == 0:
-        raise DataError(f"{field} has shape {tuple(arr.shape)} with D=0 columns; accepted: D >= 1")
-    if n < 2:
-        raise DataError(f"{field} has N={n} rows (shape {tuple(arr.shape)}); accepted: N >= 2")
-    out = arr.to(dtype)
-    # check after the cast so that float64 values beyond float32's range (-> inf) are also caught
-    bad = ~torch.isfinite(out).all(dim=1)
-    if arr.is_floating_point():
-        bad |= ~torch.isfinite(arr).all(dim=1)
-    n_bad = int(bad.sum())
-    if n_bad:
-        first = int(bad.nonzero()[0, 0])
-        raise DataError(
-            f"{field} has {n_bad} of {n} rows with NaN/inf values (first bad row index: {first}); "
-            "accepted: finite numbers only"
-        )
-    return out.contiguous()
 
 
 def _read_csv(path: Path) -> np.ndarray:
@@ -109,6 +54,40 @@ def _read_csv(path: Path) -> np.ndarray:
     if not values:
         raise DataError(f"data.path={str(path)!r} has a header but no data rows; accepted: N >= 2 numeric rows")
     return np.asarray(values, dtype=np.float64)
+
+
+def csv_header(path: Union[str, Path]) -> list[str] | None:
+    """The column names of a CSV whose first row is a header (any non-numeric cell), else None."""
+    p = Path(path)
+    if p.suffix.lower() != ".csv" or not p.is_file():
+        return None
+    with p.open(newline="") as f:
+        for row in csv.reader(f):
+            if row and any(c.strip() for c in row):
+                try:
+                    [float(c) for c in row]
+                    return None
+                except ValueError:
+                    return [c.strip() for c in row]
+    return None
+
+
+def load_user_data(path: Union[str, Path], *, test_fraction: float, seed: int, standardise: bool = True,
+                   log_columns: list | tuple = (), quantile_columns: list | tuple = ()):
+    """A user's table, the same way for every method: load (header names kept), split by the seed, fit the
+    column transform on the training rows only (:class:`agm.data.transforms.DataTransform`), transform both.
+
+    Returns (train, test, transform, names) with train/test in model space.
+    """
+    from agm.data.transforms import DataTransform
+
+    x = load_array(path)
+    names = csv_header(path)
+    train, test = split(x, test_fraction, seed=seed)
+    tr = DataTransform.fit(train, standardise=standardise, log_columns=log_columns, quantile_columns=quantile_columns, names=names)
+    if tr.is_identity:
+        return train, test, None, names
+    return tr.forward(train), tr.forward(test), tr, names
 
 
 def load_array(path: Union[str, Path]) -> Tensor:
@@ -149,13 +128,6 @@ def split(x: ArrayLike, test_fraction: float = 0.1, seed: int = 0) -> tuple[Tens
     perm = torch.randperm(n, generator=torch.Generator().manual_seed(int(seed)))
     return x[perm[n_test:]].contiguous(), x[perm[:n_test]].contiguous()
 
-
-def subsample(x: Tensor, max_samples: int | None, seed: int = 0) -> Tensor:
-    """At most ``max_samples`` rows of x drawn without replacement by a seeded permutation (x itself if small)."""
-    if max_samples is None or x.shape[0] <= max_samples:
-        return x
-    idx = torch.randperm(x.shape[0], generator=torch.Generator().manual_seed(int(seed)))[:max_samples]
-    return x[idx]
 
 
 def save_array(x: ArrayLike, path: Union[str, Path]) -> Path:

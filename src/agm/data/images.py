@@ -207,7 +207,7 @@ def split_images(x: Tensor, test_fraction: float, seed: int = 0) -> tuple[Tensor
 
 
 def load_image_data(data_cfg: Any, seed: int = 0) -> tuple[Tensor, Tensor]:
-    """(train, test) for a DataConfig (``agm.config.DataConfig``): name/path, image_size, test_fraction."""
+    """(train, test) for a DataConfig (``agm.methods.agm.config.DataConfig``): name/path, image_size, test_fraction."""
     x = load_images(data_cfg.name, data_cfg.path, data_cfg.image_size)
     return split_images(x, data_cfg.test_fraction, seed)
 

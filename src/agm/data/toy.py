@@ -269,22 +269,3 @@ def log_prob(name: str, x: Tensor) -> Tensor:
 
 
 # ----------------------------------------------------------------------------------------------
-# CLI hook
-# ----------------------------------------------------------------------------------------------
-def _cmd_toy(args) -> int:
-    from agm.data.files import save_array
-
-    x = make_toy(args.name, args.n, seed=args.seed)
-    path = save_array(x, args.out)
-    print(f"wrote {tuple(x.shape)} points of '{args.name}' (seed {args.seed}) to {path}")
-    return 0
-
-
-def register(subparsers) -> None:
-    """Add ``agm toy``: draw a built-in toy set and write it to a .npy or .csv file."""
-    p = subparsers.add_parser("toy", help="draw a built-in toy data set and write it to .npy/.csv")
-    p.add_argument("--name", required=True, help=f"toy set name, one of: {', '.join(toy_names())}")
-    p.add_argument("--n", type=int, default=10000, help="number of points (default: 10000)")
-    p.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
-    p.add_argument("--out", required=True, help="output file, .npy or .csv")
-    p.set_defaults(func=_cmd_toy)

@@ -13,7 +13,7 @@ from typing import Optional
 import torch
 from torch import Tensor
 
-from agm.data.files import ArrayLike, subsample
+from agm.tensors import ArrayLike, subsample
 from agm.metrics.mmd import as_pair, blockwise_sum, check_max_samples
 
 

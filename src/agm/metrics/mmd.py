@@ -14,7 +14,7 @@ from typing import Callable, Optional, Sequence
 import torch
 from torch import Tensor
 
-from agm.data.files import ArrayLike, subsample, validate_array
+from agm.tensors import ArrayLike, subsample, validate_array
 from agm.errors import ConfigError, DataError
 
 DEFAULT_BANDWIDTH_MULTIPLIERS = (0.25, 0.5, 1.0, 2.0, 4.0)

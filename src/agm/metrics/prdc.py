@@ -19,7 +19,7 @@ from typing import Optional
 import torch
 from torch import Tensor
 
-from agm.data.files import ArrayLike, subsample
+from agm.tensors import ArrayLike, subsample
 from agm.errors import ConfigError
 from agm.metrics.mmd import CHUNK, as_pair, check_max_samples, sq_distances
 

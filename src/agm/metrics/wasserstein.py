@@ -13,7 +13,7 @@ from typing import Optional
 import numpy as np
 import ot
 
-from agm.data.files import ArrayLike, subsample
+from agm.tensors import ArrayLike, subsample
 from agm.metrics.mmd import as_pair, check_max_samples, sq_distances
 
 EMD_MAX_ITER = 10_000_000  # POT's default (100k) stops early on 2000 x 2000 problems

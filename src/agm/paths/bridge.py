@@ -18,6 +18,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from agm.tensors import expand_time as _bcast
 from agm.errors import ConfigError
 
 
@@ -29,10 +30,6 @@ class PathSample:
     t: Tensor
     target: Tensor
     eps: Tensor
-
-
-def _bcast(t: Tensor, like: Tensor) -> Tensor:
-    return t.reshape(-1, *([1] * (like.dim() - 1)))
 
 
 class BrownianBridge:

@@ -23,14 +23,11 @@ from typing import Callable
 import torch
 from torch import Tensor
 
+from agm.tensors import expand_time as _bcast
 from agm.errors import ConfigError, check_positive
 from agm.paths.bridge import PathSample
 
 EpsModel = Callable[[Tensor, Tensor], Tensor]
-
-
-def _bcast(t: Tensor, like: Tensor) -> Tensor:
-    return t.reshape(-1, *([1] * (like.dim() - 1)))
 
 
 class VPPath:

@@ -147,6 +147,20 @@ def latest_checkpoint(run_dir: Path) -> Path:
     return ckpt
 
 
+def checkpoint_candidates(run_dir: Path) -> list[Path]:
+    """Complete checkpoint folders of a run, newest first: the one ``latest`` names, then the others by step."""
+    check_run_dir(run_dir)
+    root = Path(run_dir) / "checkpoints"
+    found = sorted((p for p in root.glob("step-*") if p.is_dir()), reverse=True) if root.is_dir() else []
+    pointer = root / "latest"
+    if pointer.exists():
+        named = root / pointer.read_text().strip()
+        if named in found:
+            found.remove(named)
+            found.insert(0, named)
+    return found
+
+
 def check_run_dir(run_dir: Path) -> dict[str, Any]:
     """Validate that ``run_dir`` is an agm run directory; returns its run.json."""
     run_dir = Path(run_dir)

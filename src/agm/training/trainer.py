@@ -33,11 +33,9 @@ from typing import Any, Callable, Protocol
 import torch
 from torch import Tensor, nn
 
-from agm.config import TrainConfig
+from agm.training.config import TrainConfig
 from agm.errors import CheckpointError, DataError, NonFiniteLossError
 from agm.training.checkpoint import (
-    atomic_write_text,
-    latest_checkpoint,
     load_checkpoint,
     optimizer_from_tensors,
     optimizer_to_tensors,
@@ -45,6 +43,7 @@ from agm.training.checkpoint import (
     unflatten,
 )
 from agm.training.distributed import DistContext, current_context, gather_objects, barrier, local_batch_size, rank_seed, wrap_ddp
+from agm.training.devices import resolve_device
 from agm.training.ema import EMA
 
 BatchFn = Callable[[int, torch.Generator], Tensor]
@@ -86,8 +85,9 @@ class Trainer:
     ) -> None:
         self.method = method
         self.cfg = cfg
-        self.dist = dist_ctx if dist_ctx is not None else current_context(cfg.device)
-        self.device = torch.device(self.dist.device if self.dist.enabled else cfg.device)
+        device = str(resolve_device(cfg.device))
+        self.dist = dist_ctx if dist_ctx is not None else current_context(device)
+        self.device = torch.device(self.dist.device if self.dist.enabled else device)
         self.batch_size = local_batch_size(cfg.batch_size, self.dist.world_size)
         self.out_dir = Path(out_dir) if out_dir is not None else None
         if self.out_dir is not None and not self.dist.is_main:
@@ -189,10 +189,16 @@ class Trainer:
         total = self.cfg.steps if steps is None else steps
         records: list[dict[str, Any]] = []
         bar = None
+        plain_every = 0
         if self.cfg.progress and self.dist.is_main:
-            from tqdm.auto import tqdm
+            import sys
 
-            bar = tqdm(total=total, initial=self.step, desc="train", dynamic_ncols=True, leave=False)
+            if sys.stderr.isatty():
+                from tqdm.auto import tqdm
+
+                bar = tqdm(total=total, initial=self.step, desc="train", dynamic_ncols=True, leave=False)
+            else:  # a log file: a plain line about every 5% of the run, never a bar's control characters
+                plain_every = max(self.cfg.log_every, -(-max(total, 1) // 20))
         t0 = time.perf_counter()
         try:
             while self.step < total:
@@ -206,6 +212,12 @@ class Trainer:
                         callback(self.step, rec)
                     if bar is not None:
                         bar.set_postfix(loss=f"{logs['loss']:.4f}")
+                if plain_every and (self.step % plain_every == 0 or self.step == total):
+                    import sys
+
+                    loss = logs.get("loss")
+                    loss_s = f" loss {float(loss):.4g}" if loss is not None else ""
+                    print(f"train step {self.step}/{total}{loss_s} ({time.perf_counter() - t0:.1f} s)", file=sys.stderr, flush=True)
                 if self.out_dir is not None and (self.step % self.cfg.ckpt_every == 0 or self.step == total):
                     self.save()
                 if bar is not None:
@@ -213,7 +225,7 @@ class Trainer:
         finally:
             if bar is not None:
                 bar.close()
-            if self._tb is not None:
+            if self._tb:
                 self._tb.flush()
         return records
 
@@ -223,10 +235,13 @@ class Trainer:
             return
         with open(self.out_dir / "metrics.jsonl", "a") as f:
             f.write(json.dumps(rec) + "\n")
-        if self.cfg.tensorboard:
+        if self.cfg.tensorboard and self._tb is not False:
             if self._tb is None:
-                from torch.utils.tensorboard import SummaryWriter
-
+                try:
+                    from torch.utils.tensorboard import SummaryWriter
+                except ImportError:  # tensorboard not installed: metrics.jsonl only
+                    self._tb = False
+                    return
                 self._tb = SummaryWriter(str(self.out_dir / "tb"))
             for k, v in rec.items():
                 if k != "step" and isinstance(v, (int, float)) and math.isfinite(v):
@@ -277,26 +292,76 @@ class Trainer:
         return path
 
     def resume(self) -> int:
-        """Load the latest checkpoint of out_dir; truncate metrics.jsonl to it. Returns the step."""
+        """Load the newest intact checkpoint of out_dir and truncate metrics.jsonl to it; returns the step.
+
+        * no checkpoint yet (killed before the first one): the run restarts from step 0, exactly as a new run;
+        * a corrupt newest checkpoint (sha256 mismatch, missing file) falls back to the previous intact one,
+          with a warning naming both (CheckpointError when none is intact);
+        * ``.tmp-*`` folders of a kill mid-write are removed; a cut-off metrics line is dropped.
+        World size: a checkpoint resumes on any number of processes. On the same number the resume is
+        exact (every rank's RNG state is restored); on another number networks, optimiser, EMA and step
+        are exact and each rank's RNG streams are re-seeded from (seed, step, rank), so the continuation is
+        statistically, not bitwise, equal to an uninterrupted run (a warning says so).
+        """
+        import warnings
+
+        from agm.training.checkpoint import checkpoint_candidates
+        from agm.training.runs import clean_partial_checkpoints, read_metrics
+
         assert self.out_dir is not None
-        ckpt = latest_checkpoint(self.out_dir)
-        state, files = load_checkpoint(ckpt)
-        try:
-            for name, net in self.nets.items():
-                net.load_state_dict(unflatten(files["networks"], name))
-            for name, ema in self.ema.items():
-                ema.load_state_dict(unflatten(files["ema"], name))
-            optimizer_from_tensors(self.optimizer, files["trainer"], state["optimizer"])
-        except (RuntimeError, KeyError, ValueError) as e:
-            raise CheckpointError(f"checkpoint {ckpt} does not match this model/config: {e}") from None
-        t = files["trainer"]
+        if self.out_dir_writes:
+            clean_partial_checkpoints(self.out_dir)
+        loaded = None
+        errors = []
+        for ckpt in checkpoint_candidates(self.out_dir):
+            try:
+                loaded = (ckpt, *load_checkpoint(ckpt))
+                break
+            except CheckpointError as e:
+                errors.append(str(e))
+        if errors and loaded is None:
+            raise CheckpointError(
+                f"{'; '.join(errors)}; no intact checkpoint is left. Move the checkpoints/ folder away to restart from step 0"
+            )
+        if errors:
+            warnings.warn(f"{'; '.join(errors)}; fell back to the intact {loaded[0].name}", RuntimeWarning, stacklevel=2)
+        if loaded is None:
+            self.step = 0
+        else:
+            ckpt, state, files = loaded
+            try:
+                for name, net in self.nets.items():
+                    net.load_state_dict(unflatten(files["networks"], name))
+                for name, ema in self.ema.items():
+                    ema.load_state_dict(unflatten(files["ema"], name))
+                optimizer_from_tensors(self.optimizer, files["trainer"], state["optimizer"])
+            except (RuntimeError, KeyError, ValueError) as e:
+                raise CheckpointError(f"checkpoint {ckpt} does not match this model/config: {e}") from None
+            self.step = int(state["step"])
+            self._restore_rng(files["trainer"], int(state.get("world_size", 1)))
+        log = self.out_dir / "metrics.jsonl"
+        if self.out_dir_writes and log.exists():
+            read_metrics(log, repair=True, upto_step=self.step)
+        barrier(self.dist)
+        return self.step
+
+    def _restore_rng(self, t: dict[str, Tensor], saved_world: int) -> None:
+        import warnings
+
+        world = self.dist.world_size
+        if saved_world != world:
+            warnings.warn(
+                f"resuming a checkpoint written by {saved_world} process(es) on {world}: networks, optimiser, EMA and "
+                f"step are exact; the random streams are re-seeded from (seed, step, rank), so the continuation is "
+                f"statistically equal to, not identical with, an uninterrupted run",
+                RuntimeWarning,
+                stacklevel=3,
+            )
+            s = rank_seed(self.seed * 1_000_003 + self.step, self.dist.rank)
+            self.generator.manual_seed(s)
+            torch.manual_seed(s)
+            return
         if self.dist.enabled:
-            saved_world = int(state.get("world_size", 1))
-            if saved_world != self.dist.world_size:
-                raise CheckpointError(
-                    f"checkpoint {ckpt} was written by {saved_world} process(es); resume it with the same torchrun "
-                    f"world size (now {self.dist.world_size})"
-                )
             r = self.dist.rank
             self.generator.set_state(t[f"rng.generator.rank{r}"])
             torch.set_rng_state(t[f"rng.torch.rank{r}"])
@@ -309,10 +374,3 @@ class Trainer:
                 states = [t[k] for k in sorted((k for k in t if k.startswith("rng.cuda") and k[8:].isdigit()), key=lambda k: int(k[8:]))]
                 if states:
                     torch.cuda.set_rng_state_all(states)
-        self.step = int(state["step"])
-        log = self.out_dir / "metrics.jsonl"
-        if self.out_dir_writes and log.exists():
-            keep = [ln for ln in log.read_text().splitlines() if ln.strip() and json.loads(ln)["step"] <= self.step]
-            atomic_write_text(log, "".join(ln + "\n" for ln in keep))
-        barrier(self.dist)
-        return self.step

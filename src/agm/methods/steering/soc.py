@@ -1,0 +1,328 @@
+"""Reward fine-tuning of a flow-matching model as memoryless stochastic optimal control (SOC):
+Adjoint Matching and other losses of the SOC taxonomy.
+
+Papers: Domingo-Enrich, Drozdzal, Karrer, Chen, "Adjoint Matching", ICLR 2025 (AM) and Domingo-Enrich,
+"A Taxonomy of Loss Functions for Stochastic Optimal Control" (TAX); soc-adjoint-flowmaps-digest.md
+parts A and A'.
+
+Conventions (kept apart on purpose, digest §A9 / §A'2):
+* ``reward_multiplier`` is AM's lambda: the target is p*(x) ∝ p_base(x) exp(reward_multiplier r(x)).
+* TAX's lambda is a *noise temperature*; here it is fixed to 1 (AM is TAX with lambda = 1, f = 0,
+  g = -reward_multiplier r) and never called lambda in code.
+
+Base model: linear FM velocity v_base (data at t = 1). Memoryless SDE (digest §A2, rectified flow)
+    dX = b(X, t) dt + sigma(t) dB,  b = 2 v - kappa_t x,  sigma(t) = sqrt(2 (1 - t + h)/(t + h)),
+    kappa_t = 1/(t + h)   (offset h = 1/K avoids the t = 0 blow-up, digest §A5/§A9 [T]; offset 0 is exact).
+Fine-tuned velocity v_ft gives the control u = (2 / sigma)(v_ft - v_base) (digest §A4, FM parameterisation).
+"""
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass, field
+from typing import Callable
+
+import torch
+from torch import Tensor, nn
+
+from agm.errors import ConfigError, check_choice, check_positive
+from agm.methods.steering.tilt import check_reward_values
+
+Velocity = Callable[[Tensor, Tensor], Tensor]
+Reward = Callable[[Tensor], Tensor]
+
+SOC_LOSSES = ("adjoint_matching", "log_variance", "cross_entropy", "relative_entropy", "reward_weighted_regression")
+LAST_STEPS = ("noiseless_base", "noisy")
+TIME_SUBSAMPLING = ("all", "am")
+
+
+class MemorylessSchedule:
+    """Memoryless noise schedule of linear FM (AM Thm. 1; digest §A2, §A5):
+
+        sigma(t) = sqrt(2 (1 - t + h) / (t + h)),  kappa(t) = 1 / (t + h),  b(x, t) = 2 v(x, t) - kappa(t) x.
+
+    ``offset`` h = 0 gives sigma^2 = 2 eta_t exactly (eta_t = (1 - t)/t); the digest's default is h = 1/K.
+    """
+
+    def __init__(self, offset: float = 0.025) -> None:
+        check_positive("offset", float(offset), allow_zero=True)
+        self.offset = float(offset)
+
+    def sigma(self, t: Tensor) -> Tensor:
+        h = self.offset
+        return torch.sqrt(2 * (1 - t + h) / (t + h))
+
+    def kappa(self, t: Tensor) -> Tensor:
+        return 1.0 / (t + self.offset)
+
+    def eta(self, t: Tensor) -> Tensor:
+        return (1 - t) / t
+
+    def drift(self, v: Tensor, x: Tensor, t: Tensor) -> Tensor:
+        return 2 * v - self.kappa(t).reshape(-1, 1) * x
+
+
+@dataclass
+class Trajectory:
+    """A memoryless EM rollout: states xs (K + 1, B, D), times ts (K + 1,), noise increments dB (K, B, D)
+    (sqrt(h) xi, zero on a noiseless step) and ``noisy`` (K,) marking the SDE steps that carry a control."""
+
+    xs: Tensor
+    ts: Tensor
+    dB: Tensor
+    noisy: Tensor
+
+
+def _vjp(fn: Callable[[Tensor], Tensor], x: Tensor, cot: Tensor) -> Tensor:
+    with torch.enable_grad():
+        y = x.detach().requires_grad_(True)
+        (g,) = torch.autograd.grad(fn(y), y, grad_outputs=cot)
+    return g
+
+
+@dataclass
+class SOCProblem:
+    """Reward fine-tuning problem: frozen ``base`` velocity, trainable ``ft`` velocity (init = copy of base),
+    differentiable ``reward`` r(x) -> (B,), ``reward_multiplier`` (AM's lambda), ``steps`` K of the
+    uniform grid t_k = k/K, ``schedule`` (memoryless), ``last_step`` 'noiseless_base' (digest default:
+    x_1 = X_{K-1} + h v_base(X_{K-1}, t_{K-1})) or 'noisy' (plain EM), ``time_subsampling`` 'all' (toy
+    default) or 'am' (last 10 + 10 random of the first 30 steps for K = 40, scaled with K; digest §A5 [T]),
+    ``loss_clip`` LCT (per-sample, per-step min(LCT, l_k); None = off).
+    """
+
+    base: nn.Module
+    ft: nn.Module
+    reward: Reward
+    dim: int
+    reward_multiplier: float = 1.0
+    steps: int = 40
+    schedule: MemorylessSchedule = field(default_factory=MemorylessSchedule)
+    last_step: str = "noiseless_base"
+    time_subsampling: str = "all"
+    loss_clip: float | None = None
+    base_pool: Tensor | None = None  # samples of the base model (reward-weighted regression only)
+
+    def __post_init__(self) -> None:
+        check_positive("steps", self.steps, integer=True)
+        check_positive("reward_multiplier", float(self.reward_multiplier), allow_zero=True)
+        check_choice("last_step", self.last_step, LAST_STEPS)
+        check_choice("time_subsampling", self.time_subsampling, TIME_SUBSAMPLING)
+        for name, m in (("base", self.base), ("ft", self.ft)):
+            d = getattr(m, "dim", None)
+            if d is not None and d != self.dim:
+                raise ConfigError(f"{name} model has data dimension {d} but the problem has dim={self.dim}")
+        for p in self.base.parameters():
+            p.requires_grad_(False)
+
+    # ------------------------------------------------------------------ dynamics
+    def times(self) -> Tensor:
+        return torch.linspace(0.0, 1.0, self.steps + 1)
+
+    def control(self, x: Tensor, t: Tensor) -> Tensor:
+        """u(x, t) = (2 / sigma(t)) (v_ft(x, t) - v_base(x, t))  (digest §A4, FM parameterisation)."""
+        with torch.no_grad():
+            vb = self.base(x, t)
+        return (2.0 / self.schedule.sigma(t)).reshape(-1, 1) * (self.ft(x, t) - vb)
+
+    def rollout(self, n: int, *, generator: torch.Generator | None = None, differentiable: bool = False, x0: Tensor | None = None) -> Trajectory:
+        """Memoryless Euler-Maruyama rollout of the CURRENT fine-tuned model:
+        X_{k+1} = X_k + h (2 v_ft - kappa X_k) + sigma(t_k) sqrt(h) xi_k   (digest §A5).
+        Detached unless ``differentiable`` (discrete adjoint / relative entropy)."""
+        ts = self.times()
+        h = 1.0 / self.steps
+        x = torch.randn(n, self.dim, generator=generator) if x0 is None else x0
+        xs, dbs, noisy = [x], [], []
+        with torch.set_grad_enabled(differentiable):
+            for k in range(self.steps):
+                t = ts[k].expand(n)
+                last = k == self.steps - 1
+                if last and self.last_step == "noiseless_base":
+                    with torch.no_grad():
+                        vb = self.base(x, t)
+                    x = x + h * vb
+                    dbs.append(torch.zeros_like(x))
+                    noisy.append(False)
+                else:
+                    db = torch.randn(x.shape, generator=generator) * h**0.5
+                    x = x + h * self.schedule.drift(self.ft(x, t), x, t) + self.schedule.sigma(t).reshape(-1, 1) * db
+                    dbs.append(db)
+                    noisy.append(True)
+                xs.append(x)
+        return Trajectory(torch.stack(xs), ts, torch.stack(dbs), torch.tensor(noisy))
+
+    def terminal_reward(self, x1: Tensor) -> Tensor:
+        return check_reward_values(self.reward(x1), "reward")
+
+    def lean_adjoint(self, traj: Trajectory) -> Tensor:
+        """Lean adjoint (AM eqs. for ã, digest §A4): ã_K = -lambda grad r(X_K),
+        ã_k = ã_{k+1} + h VJP_x(b_base(., t_k))(X_k)[ã_{k+1}] with the BASE drift only (u does not enter).
+        On a noiseless-base last step the drift is v_base itself. Returns ã of shape (K + 1, B, D)."""
+        h = 1.0 / self.steps
+        n = traj.xs.shape[1]
+        with torch.enable_grad():
+            y = traj.xs[-1].detach().requires_grad_(True)
+            r = self.terminal_reward(y)
+            (gr,) = torch.autograd.grad(r.sum(), y)
+        if not torch.isfinite(gr).all():
+            raise ConfigError("reward gradient is non-finite at some samples; the reward must be differentiable with finite gradients")
+        a = -self.reward_multiplier * gr
+        out = [a]
+        for k in range(self.steps - 1, -1, -1):
+            t = traj.ts[k].expand(n)
+            if bool(traj.noisy[k]):
+                fn = lambda x, t=t: self.schedule.drift(self.base(x, t), x, t)  # noqa: E731
+            else:
+                fn = lambda x, t=t: self.base(x, t)  # noqa: E731
+            a = a + h * _vjp(fn, traj.xs[k], a)
+            out.append(a)
+        return torch.stack(out[::-1]).detach()
+
+    def _selected_steps(self, generator: torch.Generator | None) -> list[int]:
+        ks = [k for k in range(self.steps) if bool(self._noisy_mask()[k])]
+        if self.time_subsampling == "all":
+            return ks
+        n_last = max(1, round(self.steps / 4))
+        n_first = max(1, round(3 * self.steps / 4))
+        last = [k for k in ks if k >= self.steps - n_last]
+        first = [k for k in ks if k < n_first]
+        perm = torch.randperm(len(first), generator=generator)[: min(n_last, len(first))]
+        return sorted(set(last) | {first[i] for i in perm.tolist()})
+
+    def _noisy_mask(self) -> Tensor:
+        m = torch.ones(self.steps, dtype=torch.bool)
+        if self.last_step == "noiseless_base":
+            m[-1] = False
+        return m
+
+    def _controls(self, traj: Trajectory, ks: list[int]) -> Tensor:
+        """u_k at the detached states X_k for k in ks, one batched call: (len(ks), B, D)."""
+        n = traj.xs.shape[1]
+        x = traj.xs[ks].reshape(-1, self.dim)
+        t = traj.ts[ks].repeat_interleave(n)
+        return self.control(x, t).reshape(len(ks), n, self.dim)
+
+    def _log_rnd(self, traj: Trajectory) -> tuple[Tensor, Tensor]:
+        """Y(u) = lambda r(X_1) - sum_k h <u_k, ū_k> - sum_k <u_k, dB_k> + (1/2) sum_k h |u_k|^2
+        (TAX with noise temperature 1, f = 0, g = -lambda r; digest §A'2) and Y(ū) (detached)."""
+        h = 1.0 / self.steps
+        ks = [k for k in range(self.steps) if bool(traj.noisy[k])]
+        u = self._controls(traj, ks)
+        ub = u.detach()
+        db = traj.dB[ks]
+        r = self.reward_multiplier * self.terminal_reward(traj.xs[-1]).detach()
+
+        def y_of(uu: Tensor) -> Tensor:
+            return r - h * (uu * ub).sum((0, 2)) - (uu * db).sum((0, 2)) + 0.5 * h * uu.pow(2).sum((0, 2))
+
+        return y_of(u), y_of(ub).detach()
+
+    # ------------------------------------------------------------------ losses (per sample, shape (B,))
+    def loss(self, name: str, batch: int, *, generator: torch.Generator | None = None) -> tuple[Tensor, dict]:
+        """Per-sample loss of SOC loss ``name`` (one of SOC_LOSSES) on a fresh on-policy batch.
+
+        * 'adjoint_matching' (AM eq. 42 form, digest §A4): sum_{k in S} min(LCT, |u_k + sigma_k ã_k|^2).
+        * 'log_variance' (TAX): unbiased batch variance of Y(u), per-sample (Y_i - mean Y)^2 B/(B-1).
+        * 'cross_entropy' (TAX): B w_i Y_i(u), w = softmax(Y(ū)) self-normalised (digest §A'6 recommendation;
+          TAX's code uses raw exp(Y)). E_w[Y(u)] = KL(P* || P^u) + const, convex in u. (The digest's table
+          writes w (log Z - Y(u)), which is -KL; minimising it diverges, so we use the sign of the KL.)
+        * 'relative_entropy' (discrete adjoint, TAX): sum_k (h/2)|u_k|^2 - lambda r(X_1) backpropagated
+          through the EM rollout with fixed noise.
+        * 'reward_weighted_regression' (RWR / EFM, efm digest §A.3): B softmax(lambda r(x1))_i |v_ft(x_t, t) -
+          (x1 - x0)|^2 / D on samples x1 of the BASE model (``base_pool``); its minimiser is the FM velocity of
+          the tilted base law, needs no reward gradient.
+        """
+        check_choice("soc.loss", name, SOC_LOSSES)
+        info: dict = {}
+        if name == "reward_weighted_regression":
+            if self.base_pool is None:
+                raise ConfigError("soc.loss='reward_weighted_regression' needs base_pool (samples of the base model)")
+            x1 = self.base_pool[torch.randint(0, self.base_pool.shape[0], (batch,), generator=generator)]
+            wlog = self.reward_multiplier * self.terminal_reward(x1)
+            w = torch.softmax(wlog, 0) * batch
+            x0 = torch.randn(x1.shape, generator=generator)
+            t = torch.rand(batch, generator=generator)
+            xt = t[:, None] * x1 + (1 - t[:, None]) * x0
+            info["ess"] = float(batch**2 / w.pow(2).sum())
+            return w * (self.ft(xt, t) - (x1 - x0)).pow(2).mean(1), info
+        if name == "relative_entropy":
+            traj = self.rollout(batch, generator=generator, differentiable=True)
+            h = 1.0 / self.steps
+            cost = -self.reward_multiplier * self.terminal_reward(traj.xs[-1])
+            for k in range(self.steps):
+                if bool(traj.noisy[k]):
+                    t = traj.ts[k].expand(batch)
+                    cost = cost + 0.5 * h * self.control(traj.xs[k], t).pow(2).sum(1)
+            return cost, info
+        traj = self.rollout(batch, generator=generator)
+        info["reward"] = float(self.terminal_reward(traj.xs[-1]).mean())
+        if name == "adjoint_matching":
+            a = self.lean_adjoint(traj)
+            ks = self._selected_steps(generator)
+            u = self._controls(traj, ks)
+            sig = self.schedule.sigma(traj.ts[ks]).reshape(-1, 1, 1)
+            per = (u + sig * a[ks]).pow(2).sum(2)  # (|S|, B)
+            if self.loss_clip is not None:
+                per = per.clamp(max=self.loss_clip)
+            return per.sum(0), info
+        y, yb = self._log_rnd(traj)
+        if name == "log_variance":
+            return (y - y.mean()).pow(2) * batch / (batch - 1), info
+        w = torch.softmax(yb, 0) * batch
+        info["ess"] = float(batch**2 / w.pow(2).sum())
+        return w * y, info
+
+
+def finetune(
+    problem: SOCProblem,
+    loss_name: str,
+    *,
+    iterations: int = 300,
+    batch: int = 128,
+    lr: float = 1e-3,
+    grad_clip: float = 1.0,
+    seed: int = 0,
+    callback: Callable[[int, float, dict], None] | None = None,
+) -> list[float]:
+    """Adam on the fine-tuned velocity with loss ``loss_name`` (mean over the batch of the per-sample
+    losses; grad-norm clip, digest §A5). Returns the loss history."""
+    check_positive("iterations", iterations, integer=True)
+    g = torch.Generator().manual_seed(seed)
+    opt = torch.optim.Adam(problem.ft.parameters(), lr=lr)
+    hist = []
+    for it in range(iterations):
+        per, info = problem.loss(loss_name, batch, generator=g)
+        lv = per.mean()
+        opt.zero_grad(set_to_none=True)
+        lv.backward()
+        if grad_clip:
+            torch.nn.utils.clip_grad_norm_(problem.ft.parameters(), grad_clip)
+        opt.step()
+        hist.append(float(lv.detach()))
+        if callback is not None:
+            callback(it, float(lv.detach()), info)
+    return hist
+
+
+def gradient_variance(problem: SOCProblem, loss_name: str, *, batch: int = 64, n_batches: int = 16, seed: int = 0) -> dict[str, float]:
+    """Variance of the stochastic gradient of ``loss_name`` at the current parameters (TAX's criterion):
+    g_j = grad_theta mean(loss on batch j), j = 1..M independent batches;
+    trace_cov = sum_p Var_j(g_j[p]) (unbiased), mean_sq_norm = |mean_j g_j|^2, relative = trace_cov / mean_sq_norm.
+    The relative value is comparable across losses whose expected gradients differ by a scale."""
+    g = torch.Generator().manual_seed(seed)
+    params = [p for p in problem.ft.parameters() if p.requires_grad]
+    grads = []
+    for _ in range(n_batches):
+        per, _ = problem.loss(loss_name, batch, generator=g)
+        gs = torch.autograd.grad(per.mean(), params, allow_unused=True)
+        grads.append(torch.cat([(x if x is not None else torch.zeros_like(p)).reshape(-1) for x, p in zip(gs, params)]))
+    gm = torch.stack(grads)
+    tr = float(gm.var(0, unbiased=True).sum())
+    ms = float(gm.mean(0).pow(2).sum())
+    return {"trace_cov": tr, "mean_sq_norm": ms, "relative": tr / max(ms, 1e-30)}
+
+
+def make_problem(base: nn.Module, reward: Reward, dim: int, **kw) -> SOCProblem:
+    """SOCProblem with ft = a trainable deep copy of base (digest §A5: init = copy of v_base)."""
+    ft = copy.deepcopy(base)
+    for p in ft.parameters():
+        p.requires_grad_(True)
+    return SOCProblem(base=base, ft=ft, reward=reward, dim=dim, **kw)
