@@ -22,9 +22,9 @@ Metrics (agm.metrics, standardised units, against the held-out 20%): exact W2 (P
 (median-heuristic multi-bandwidth RBF); and the same metrics for a second disjoint draw of training points
 (the "data floor": what a perfect sampler of the training distribution would score on this test split).
 
-    python experiments/bellman_tabular.py            # full run (3 seeds, ~4 min here)
-    python experiments/bellman_tabular.py --quick    # smoke (< 1 min)
-    python experiments/bellman_tabular.py --data wine /path/winequality-red.csv
+    python experiments/bellman/tabular.py            # full run (3 seeds, ~4 min here)
+    python experiments/bellman/tabular.py --quick    # smoke (< 1 min)
+    python experiments/bellman/tabular.py --data wine /path/winequality-red.csv
 Writes experiments/results/bellman_tabular.json and bellman_tabular.png.
 """
 from __future__ import annotations
@@ -41,7 +41,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 BUILTIN = ("wine", "breast_cancer", "diabetes")
 
 
@@ -181,7 +181,7 @@ def main(argv=None) -> int:
     sample_steps = 200 if args.quick else 2000
     out_path = Path(args.out)
     out_path.parent.mkdir(parents=True, exist_ok=True)
-    results = {"command": " ".join(["python", "experiments/bellman_tabular.py", *(argv if argv is not None else sys.argv[1:])]),
+    results = {"command": " ".join(["python", "experiments/bellman/tabular.py", *(argv if argv is not None else sys.argv[1:])]),
                "machine": {"platform": platform.platform(), "processor": platform.processor(), "cpu_count": os.cpu_count(),
                            "torch": torch.__version__, "threads": torch.get_num_threads()},
                "settings": {"fit_steps": steps, "batch_size": 256, "lr": 1e-3, "eps": args.eps, "bd_sample_steps": sample_steps,

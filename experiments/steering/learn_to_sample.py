@@ -8,8 +8,8 @@ no reward is given. The greedy schedule of the trained policy is then compared w
 (default) schedule on the same initial noise: energy distance and W2 to held-out data, per policy seed,
 plus the data-vs-data noise floor.
 
-    .venv/bin/python experiments/steering_learn_to_sample.py           # full run (~6 min on 1 thread)
-    .venv/bin/python experiments/steering_learn_to_sample.py --quick   # smoke test (< 1 min)
+    .venv/bin/python experiments/steering/learn_to_sample.py           # full run (~6 min on 1 thread)
+    .venv/bin/python experiments/steering/learn_to_sample.py --quick   # smoke test (< 1 min)
 """
 from __future__ import annotations
 

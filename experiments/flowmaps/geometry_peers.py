@@ -7,7 +7,7 @@
 Install the peers with ``pip install --no-deps geoopt==0.5.1 flow-matching==1.0.10`` (see /work/shared/peers.md).
 Random float64 points (away from the cut locus); reports the max absolute difference of each operation.
 
-    python experiments/flowmaps_geometry_peers.py [--quick]
+    python experiments/flowmaps/geometry_peers.py [--quick]
 
 Writes experiments/results/flowmaps_geometry_peers.json.
 """
@@ -94,7 +94,7 @@ def main(argv=None) -> None:
         "geoopt_dist": maxdiff(h.dist(x, y), gl.dist(x, y)),
     }
     out = {
-        "command": "python experiments/flowmaps_geometry_peers.py" + (" " + " ".join(sys.argv[1:] if argv is None else argv)).rstrip(),
+        "command": "python experiments/flowmaps/geometry_peers.py" + (" " + " ".join(sys.argv[1:] if argv is None else argv)).rstrip(),
         "dtype": "float64",
         "peers": {"geoopt": geoopt.__version__, "flow_matching": "1.0.10"},
         "max_abs_diff": res,

@@ -7,8 +7,8 @@ X_{s,t}(x) = exp_x((t - s) v_{s,t}(x)) (method 'rfm' trains the diagonal only: t
 diagonal v_{t,t}, and compare each with held-out data by geodesic MMD^2 (Gaussian kernel on d_g, median
 bandwidth) and geodesic W2 (exact OT). Every sample's constraint violation is recorded.
 
-    python experiments/flowmaps_benchmark.py            # the full run reported in docs/flowmaps.md
-    python experiments/flowmaps_benchmark.py --quick    # smoke run (< 1 min)
+    python experiments/flowmaps/benchmark.py            # the full run reported in docs/flowmaps.md
+    python experiments/flowmaps/benchmark.py --quick    # smoke run (< 1 min)
 
 Writes experiments/results/flowmaps.json and flowmaps_<dataset>.png (seed-0 samples on the manifold).
 """
@@ -151,7 +151,7 @@ def main(argv=None) -> None:
     os.makedirs(args.out, exist_ok=True)
     t_start = time.time()
     out = {
-        "command": " ".join(["python"] + [sys.argv[0]] + sys.argv[1:]) if argv is None else "python experiments/flowmaps_benchmark.py " + " ".join(argv),
+        "command": " ".join(["python"] + [sys.argv[0]] + sys.argv[1:]) if argv is None else "python experiments/flowmaps/benchmark.py " + " ".join(argv),
         "settings": {k: v for k, v in vars(args).items()},
         "train_config": FlowMapTrainConfig(iters=args.iters, batch=args.batch, hidden=args.hidden, lr=args.lr).to_dict(),
         "metric": {

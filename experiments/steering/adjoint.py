@@ -4,8 +4,8 @@ Exact optimum: p*(x) ∝ p_base(x) exp(lam r(x)) with p_base = the pretrained mo
 drawn by rejection sampling. Reports W2 / energy distance to p*, mean reward, and gradient variance
 (trace of the covariance of minibatch gradients, raw and relative to |mean grad|^2) for every loss.
 
-    .venv/bin/python experiments/steering_adjoint.py            # full run (writes experiments/results/steering_adjoint.json)
-    .venv/bin/python experiments/steering_adjoint.py --quick    # smoke test (< 1 min)
+    .venv/bin/python experiments/steering/adjoint.py            # full run (writes experiments/results/steering_adjoint.json)
+    .venv/bin/python experiments/steering/adjoint.py --quick    # smoke test (< 1 min)
 """
 from __future__ import annotations
 

@@ -17,8 +17,8 @@ Metrics against the closed form: gauss2d - |mean error|, Frobenius covariance er
 (Bures) distance of the sample moments; gmm1d - error of the right-mode weight and the 1-D Wasserstein-1 to
 200,000 exact samples of q. Sampling time for 10,000 samples is also recorded (wall clock, loaded machine).
 
-    .venv/bin/python experiments/efm_tilted.py           # full run -> experiments/results/efm_tilted.json + .png
-    .venv/bin/python experiments/efm_tilted.py --quick   # smoke run (< 1 min) -> /tmp/efm_tilted_quick.json
+    .venv/bin/python experiments/efm/tilted.py           # full run -> experiments/results/efm_tilted.json + .png
+    .venv/bin/python experiments/efm/tilted.py --quick   # smoke run (< 1 min) -> /tmp/efm_tilted_quick.json
 """
 from __future__ import annotations
 
@@ -34,7 +34,7 @@ import torch
 
 from agm.training.results import machine_info
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def bures_w2(m1, S1, m2, S2) -> float:
@@ -161,7 +161,7 @@ def main(argv: list[str] | None = None) -> int:
                     v = np.array([r.get(k, np.nan) for r in sel], dtype=float)
                     ent[k] = {"mean": float(v.mean()), "std": float(v.std(ddof=1)) if len(v) > 1 else 0.0}
                 summary[f"{name}/{method}/beta={beta:g}"] = ent
-    result = {"command": " ".join([".venv/bin/python", "experiments/efm_tilted.py", *sys.argv[1:]]) if argv is None else f"main({argv})",
+    result = {"command": " ".join([".venv/bin/python", "experiments/efm/tilted.py", *sys.argv[1:]]) if argv is None else f"main({argv})",
               "settings": vars(args), "machine": {**machine_info(), "load_avg_at_end": os.getloadavg()},
               "wall_seconds": time.time() - t_start, "summary": summary, "rows": rows}
     out.parent.mkdir(parents=True, exist_ok=True)

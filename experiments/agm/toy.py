@@ -5,8 +5,8 @@ section 4): each open choice of V_phi's objective and weighting, on a subset of 
 Paired statistics: per-seed differences AGM - baseline (negative = AGM better for W2/MMD), a
 paired t-test and a Wilcoxon signed-rank test (scipy), and the count of seeds AGM wins.
 
-    python experiments/agm_toy.py                    # full run (about 15 min on 2 cores)
-    python experiments/agm_toy.py --quick            # smoke run
+    python experiments/agm/toy.py                    # full run (about 15 min on 2 cores)
+    python experiments/agm/toy.py --quick            # smoke run
 Writes experiments/results/agm_toy.json.
 """
 from __future__ import annotations
@@ -24,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 MAIN_DATASETS = ["moons", "8gaussians", "checkerboard", "unbalanced_mixture"]
 ABLATIONS = {

@@ -14,8 +14,8 @@ steps and CartPole-v1 10k env steps, 5 seeds each, per agent. Curves: training e
 mean and std over seeds; FrozenLake also greedy evaluations (50 episodes every 1000 steps).
 Steps-to-threshold: first env step at which the rolling training return reaches the threshold.
 
-    python experiments/bellman_rl.py            # full run (~15 min here)
-    python experiments/bellman_rl.py --quick    # smoke run (< 1 min)
+    python experiments/bellman/rl.py            # full run (~15 min here)
+    python experiments/bellman/rl.py --quick    # smoke run (< 1 min)
 Writes experiments/results/bellman_rl.json and bellman_rl_*.png.
 """
 from __future__ import annotations
@@ -34,7 +34,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 CLEANRL_PY = ROOT / ".venv-cleanrl" / "bin" / "python"
 
 ENVS = {
@@ -149,7 +149,7 @@ def main(argv=None) -> int:
     out_path = Path(args.out)
     out_path.parent.mkdir(parents=True, exist_ok=True)
     results: dict = {
-        "command": " ".join([sys.executable.split("/")[-1], "experiments/bellman_rl.py", *(argv if argv is not None else sys.argv[1:])]),
+        "command": " ".join([sys.executable.split("/")[-1], "experiments/bellman/rl.py", *(argv if argv is not None else sys.argv[1:])]),
         "machine": {"platform": platform.platform(), "processor": platform.processor(), "cpu_count": os.cpu_count(),
                     "torch": torch.__version__, "threads": torch.get_num_threads()},
         "loop": LOOP, "envs": {},

@@ -19,8 +19,8 @@ K_renew steps; (3b) BC: the same pi_0 trained K3 more steps with plain CFM (beta
 ``eval_every`` phase-3 steps; final: ``final_episodes`` fresh episodes. Best-of-N by Q is reported separately
 (not part of the method as summarised, digest A.9.6).
 
-    .venv/bin/python experiments/qipo.py            # full run (the one in experiments/results/qipo.json)
-    .venv/bin/python experiments/qipo.py --quick    # smoke run (< 1 min), writes /tmp/qipo_quick.json
+    .venv/bin/python experiments/efm/qipo.py            # full run (the one in experiments/results/qipo.json)
+    .venv/bin/python experiments/efm/qipo.py --quick    # smoke run (< 1 min), writes /tmp/qipo_quick.json
 """
 from __future__ import annotations
 
@@ -38,7 +38,7 @@ import torch
 
 from agm.training.results import machine_info
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_MIXTURES = {
     "Pendulum-v1": None,  # equal shares of the four behaviours
     "InvertedPendulum-v5": {"expert_low_noise": 0.01, "expert_high_noise": 0.33, "epsilon_expert": 0.33, "random": 0.33},
@@ -195,7 +195,7 @@ def main(argv: list[str] | None = None) -> int:
     out = Path(args.out or ("/tmp/qipo_quick.json" if args.quick else ROOT / "experiments/results/qipo.json"))
     t_start = time.time()
     result = {
-        "command": " ".join([".venv/bin/python", "experiments/qipo.py", *sys.argv[1:]]) if argv is None else f"main({argv})",
+        "command": " ".join([".venv/bin/python", "experiments/efm/qipo.py", *sys.argv[1:]]) if argv is None else f"main({argv})",
         "settings": vars(args), "machine": machine_info(), "envs": {},
     }
     for env_id in args.envs:

@@ -15,8 +15,8 @@ digest sec. 3.5) and 'full' (Eq. 8, the d-dim Gaussian, feasible in d = 2).
 Sample quality: W2 and MMD (agm.metrics) against 4000 fresh data points, 3000 samples each; for the 1-D set also the fraction of
 samples inside the three spans and the KS distance to the exact CDF.
 
-    python experiments/bellman_synthetic.py          # full run (1 seed, ~5 min on the loaded box)
-    python experiments/bellman_synthetic.py --quick  # smoke (< 1 min)
+    python experiments/bellman/synthetic.py          # full run (1 seed, ~5 min on the loaded box)
+    python experiments/bellman/synthetic.py --quick  # smoke (< 1 min)
 Writes experiments/results/bellman_synthetic.json and bellman_synthetic_<set>.png.
 """
 from __future__ import annotations
@@ -32,7 +32,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 SETS = {
     # name: (kernels to fit, eps on standardised data)
@@ -220,7 +220,7 @@ def main(argv=None) -> int:
     n_samples = 1000 if args.quick else 3000
     out_path = Path(args.out)
     out_path.parent.mkdir(parents=True, exist_ok=True)
-    results = {"command": " ".join(["python", "experiments/bellman_synthetic.py", *(argv if argv is not None else sys.argv[1:])]),
+    results = {"command": " ".join(["python", "experiments/bellman/synthetic.py", *(argv if argv is not None else sys.argv[1:])]),
                "machine": {"platform": platform.platform(), "processor": platform.processor(), "cpu_count": os.cpu_count(),
                            "torch": torch.__version__, "threads": torch.get_num_threads()},
                "settings": {"batch_size": 512, "lr": 2e-3, "mlp": "128x3 SiLU, linear heads", "score_sigma": 0.1,

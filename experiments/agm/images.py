@@ -16,7 +16,7 @@ Runs are trained concurrently on one GPU (``--parallel``) through the library's 
 (agm.methods.agm.config -> agm.methods.agm.run.train -> Trainer with bf16 / channels_last / fused AdamW); samples come from
 agm.samplers.cuda_graph. Writes experiments/results/agm_images.json and sample-grid PNGs.
 
-    PYTHONPATH=src python3 experiments/agm_images.py --steps 4000 --seeds 0 1 --parallel 4
+    PYTHONPATH=src python3 experiments/agm/images.py --steps 4000 --seeds 0 1 --parallel 4
 """
 from __future__ import annotations
 
@@ -31,7 +31,7 @@ import time
 import types
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "src"))
 
 try:  # agm.metrics imports POT for W2 at package import; W2 is not used here and POT may be absent on a GPU box

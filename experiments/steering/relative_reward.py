@@ -6,8 +6,8 @@ scores; we report its Spearman rank correlation with the true r (at t = 0.98, ne
 the exact relative reward rho*(x, t) = log E_{p_b(x1 | x_t = x)}[e^{r(x1)}] (empirical base law), and the
 mean true reward of the base model steered by grad rho_psi at several guidance scales.
 
-    .venv/bin/python experiments/steering_relative_reward.py            # full run (~4 min on 1 thread)
-    .venv/bin/python experiments/steering_relative_reward.py --quick    # smoke test (< 1 min)
+    .venv/bin/python experiments/steering/relative_reward.py            # full run (~4 min on 1 thread)
+    .venv/bin/python experiments/steering/relative_reward.py --quick    # smoke test (< 1 min)
 """
 from __future__ import annotations
 
