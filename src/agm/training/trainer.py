@@ -49,6 +49,21 @@ from agm.training.ema import EMA
 BatchFn = Callable[[int, torch.Generator], Tensor]
 
 
+def _crash_test_hook() -> None:
+    """For crash tests only: with AGM_KILL_AFTER_CHECKPOINT=N in the environment, the process SIGKILLs itself
+    right after writing its N-th checkpoint (a real kill -9 at a reproducible point; see tests/conftest.py)."""
+    import os
+
+    n = os.environ.get("AGM_KILL_AFTER_CHECKPOINT")
+    if not n:
+        return
+    _crash_test_hook.count = getattr(_crash_test_hook, "count", 0) + 1
+    if _crash_test_hook.count >= int(n):
+        import signal
+
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
 class TrainableMethod(Protocol):
     ema_names: tuple[str, ...]
 
@@ -220,6 +235,7 @@ class Trainer:
                     print(f"train step {self.step}/{total}{loss_s} ({time.perf_counter() - t0:.1f} s)", file=sys.stderr, flush=True)
                 if self.out_dir is not None and (self.step % self.cfg.ckpt_every == 0 or self.step == total):
                     self.save()
+                    _crash_test_hook()
                 if bar is not None:
                     bar.update(1)
         finally:
