@@ -35,6 +35,7 @@ from agm.nets import count_params  # noqa: E402
 from agm.samplers import EulerMaruyama  # noqa: E402
 from agm.samplers.cuda_graph import GraphEulerMaruyama  # noqa: E402
 from agm.training import Trainer  # noqa: E402
+from agm.training.results import write_result  # noqa: E402
 
 
 VARIANTS = {
@@ -257,8 +258,7 @@ def main() -> None:
         "goals": {"agm_over_drift_step_time_max": 1.02, "mfu_min": 0.35},
         "wall_s": round(time.perf_counter() - t_start, 1), "partial": partial,
         })
-        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.out).write_text(json.dumps(result, indent=1))
+        write_result(args.out, result)
 
     training: list = []
     for v in variants:  # the JSON is rewritten after each variant, so a run cut short keeps what it measured

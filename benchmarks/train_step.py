@@ -27,6 +27,7 @@ from agm.methods.agm import build_method
 from agm.nets import TimeMLP
 from agm.objectives import bridge_matching_loss
 from agm.paths import BrownianBridge
+from agm.training.results import write_result  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -143,7 +144,7 @@ def main() -> int:
         "ratios": ratios,
     }
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps(result, indent=1))
+    write_result(args.out, result)
     for k, v in med.items():
         print(f"{k:<42} {v:8.1f} steps/s")
     for k, v in ratios.items():

@@ -26,6 +26,7 @@ import torch
 
 from agm.data.toy import TOY_1D, TOY_2D, make_toy, toy_names
 from agm.metrics import METRIC_NAMES, evaluate
+from agm.training.results import write_result  # noqa: E402
 
 RESULTS = Path(__file__).parent / "results"
 
@@ -106,7 +107,7 @@ def main() -> int:
         "seconds_per_evaluate": {"mean": float(np.mean(t_eval)), "std": float(np.std(t_eval, ddof=1)) if len(t_eval) > 1 else 0.0},
         "machine": {"platform": platform.platform(), "cpu_count": os.cpu_count(), "torch": torch.__version__, "threads": 1},
     }
-    (RESULTS / "metrics_floor.json").write_text(json.dumps(out, indent=1))
+    write_result(RESULTS / "metrics_floor.json", out)
     print(f"wrote {RESULTS / 'metrics_floor.json'}")
     return 0
 

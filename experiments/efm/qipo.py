@@ -1,6 +1,6 @@
 """QIPO (flow policy) vs behaviour cloning (same flow policy, beta = 0) vs the behaviour data's own return.
 
-EFM paper (Zhang et al., ICLR 2025) section 5 / Algorithm 2; digest efm-qipo-rewards-irl-digest.md A.6, A.9.
+arXiv 2503.04975 (Zhang et al., ICLR 2025), section 5 / Algorithm 2; our notation and choices in docs/efm_qipo.md.
 
 Offline data: agm's built-in mixed-quality data sets (agm.methods.efm.behaviour), generated once per env with
 data seed 0 and shared by all training seeds:
@@ -13,13 +13,15 @@ data seed 0 and shared by all training seeds:
 Normalised score = 100 (R - R_random) / (R_expert - R_random), reference returns stored in the data set
 (clean scripted expert and uniform-random policy, 10 episodes each).
 
-Per env and seed: (1) behaviour warm-up, plain CFM for K1 steps -> pi_0; (2) in-support softmax Q-learning,
-K2 steps, support actions from pi_0; (3a) QIPO improvement for K3 steps from pi_0 with the support renewed every
-K_renew steps; (3b) BC: the same pi_0 trained K3 more steps with plain CFM (beta = 0). Curves: evaluation every
-``eval_every`` phase-3 steps; final: ``final_episodes`` fresh episodes. Best-of-N by Q is reported separately
-(not part of the method as summarised, digest A.9.6).
+Settings: the defaults of agm.methods.efm.config.QIPOConfig (the one set of QIPO defaults, the same as
+``agm qipo train``), changed only by ``--set key=value`` (e.g. --set behaviour_steps=1500). Per env and seed, one
+Trainer run (agm.methods.efm.qipo): (1) behaviour warm-up, plain CFM for K1 steps -> pi_0; (2) in-support softmax
+Q-learning for K2 steps, support actions from pi_0; then, from the same state (networks, optimiser, generator)
+for every beta: (3a) QIPO improvement for K3 steps with the support renewed every K_renew steps; (3b) BC: the same
+pi_0 trained K3 more steps with plain CFM (beta = 0). Curves: evaluation every ``eval_every`` phase-3 steps;
+final: ``final_episodes`` fresh episodes. Best-of-N by Q is reported separately (not part of the method).
 
-    .venv/bin/python experiments/efm/qipo.py            # full run (the one in experiments/results/qipo.json)
+    .venv/bin/python experiments/efm/qipo.py            # full run (experiments/results/qipo.json)
     .venv/bin/python experiments/efm/qipo.py --quick    # smoke run (< 1 min), writes /tmp/qipo_quick.json
 """
 from __future__ import annotations
@@ -30,13 +32,13 @@ import json
 import os
 import sys
 import time
-from dataclasses import asdict, replace
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from agm.training.results import machine_info
+from agm.training.results import machine_info, write_result
 
 ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_MIXTURES = {
@@ -45,11 +47,28 @@ DEFAULT_MIXTURES = {
 }
 
 
+def _snapshot(trainer) -> dict:
+    return {"nets": {k: copy.deepcopy(n.state_dict()) for k, n in trainer.nets.items()},
+            "ema": {k: copy.deepcopy(e.state_dict()) for k, e in trainer.ema.items()},
+            "opt": copy.deepcopy(trainer.optimizer.state_dict()), "gen": trainer.generator.get_state(), "step": trainer.step}
+
+
+def _restore(trainer, snap: dict) -> None:
+    for k, n in trainer.nets.items():
+        n.load_state_dict(snap["nets"][k])
+    for k, e in trainer.ema.items():
+        e.load_state_dict(snap["ema"][k])
+    trainer.optimizer.load_state_dict(copy.deepcopy(snap["opt"]))
+    trainer.generator.set_state(snap["gen"])
+    trainer.step = snap["step"]
+
+
 def run_env(env_id: str, args, log) -> dict:
     import gymnasium as gym
 
-    from agm.methods.efm import QIPO, QIPOConfig, evaluate_policy, generate_dataset, load_npz, normalized_score
     from agm.data.offline import check_env_compatible
+    from agm.methods.efm import QIPO, QIPOConfig, evaluate_policy, generate_dataset, load_npz, make_trainer, normalized_score
+    from agm.training.config import build_config
 
     mixture = DEFAULT_MIXTURES.get(env_id)
     tag = "default" if mixture is None else "-".join(f"{v:g}" for v in mixture.values())
@@ -65,12 +84,8 @@ def run_env(env_id: str, args, log) -> dict:
     env.close()
     ref_r, ref_e = data.meta["ref_random_return"], data.meta["ref_expert_return"]
     data_returns = data.episode_returns()
-    cfg = QIPOConfig(
-        beta=args.betas[0], support_size=args.support_size, q_support_size=args.support_size, reward_scale=args.reward_scale,
-        gamma=args.gamma, behaviour_steps=args.behaviour_steps, q_steps=args.q_steps, improve_steps=args.improve_steps,
-        renew_every=args.renew_every, policy_hidden=args.hidden, policy_depth=2, q_hidden=args.hidden, q_depth=2,
-        sampler_steps=args.sampler_steps, support_states=args.support_states,
-    )
+    base = build_config(QIPOConfig, None, [*args.set, "train.progress=false", f"beta={args.betas[0]}"])
+    k1, k2, total = base.phase_ends
 
     def score(returns):
         return float(np.mean(normalized_score(np.asarray(returns), ref_r, ref_e)))
@@ -78,36 +93,35 @@ def run_env(env_id: str, args, log) -> dict:
     per_seed = []
     for seed in args.seeds:
         t0 = time.time()
-        algo = QIPO(data, cfg, low, high, seed=seed)
-        algo.train_behaviour()
-        pi0_state = copy.deepcopy(algo.policy.state_dict())
-        opt0_state = copy.deepcopy(algo.opt.state_dict())
+        cfg = build_config(QIPOConfig, None, [*args.set, "train.progress=false", f"beta={args.betas[0]}", f"seed={seed}"])
+        algo = QIPO(data, cfg, low, high)
+        trainer = make_trainer(algo)
+        trainer.fit(k1)
         ev_seed, fin_seed = 10_000 + 100 * seed, 50_000 + 100 * seed
         pi0 = score(evaluate_policy(algo.act, env_id, args.eval_episodes, ev_seed))
-        q_losses = algo.train_q()
-        rec = {"seed": seed, "pi0_score": pi0, "q_loss_last100": float(np.mean(q_losses[-100:])) if q_losses else None}
-        for beta in args.betas:
-            # phase 3 from the same pi_0 and the same (frozen) Q for every beta
-            algo.policy.load_state_dict(pi0_state)
-            algo.opt.load_state_dict(opt0_state)
-            algo.cfg = replace(cfg, beta=beta)
+        q_recs = [r["q_loss"] for r in trainer.fit(k2) if "q_loss" in r]
+        rec = {"seed": seed, "pi0_score": pi0, "q_loss_last_logged": q_recs[-1] if q_recs else None}
+        snap = _snapshot(trainer)  # phase 3 from the same pi_0, Q, optimiser and generator for every beta and for BC
+
+        def phase3(beta: float) -> tuple[list, list]:
+            _restore(trainer, snap)
+            algo.cfg.beta = beta  # beta = 0: phase 3 is behaviour cloning (plain CFM on the data)
             algo.gen.manual_seed(seed + 1)
-            algo.log = []
-            curve = [(0, pi0)]
-            algo.improve(callback=lambda k: curve.append((k, score(evaluate_policy(algo.act, env_id, args.eval_episodes, ev_seed)))),
-                         every=args.eval_every)
+            curve, logs = [(0, pi0)], []
+            for k in range(k2 + args.eval_every, total + 1, args.eval_every):
+                logs += [r for r in trainer.fit(k) if "per_state_ess" in r]
+                curve.append((k - k2, score(evaluate_policy(algo.act, env_id, args.eval_episodes, ev_seed))))
+            trainer.fit(total)
+            return curve, logs
+
+        for beta in args.betas:
+            curve, logs = phase3(beta)
             final = evaluate_policy(algo.act, env_id, args.final_episodes, fin_seed)
             best = evaluate_policy(lambda o: algo.act(o, best_of=args.best_of), env_id, args.final_episodes, fin_seed)
             rec[f"qipo_b{beta:g}"] = {"final_score": score(final), "final_return": float(np.mean(final)),
-                                       "best_of_n_score": score(best), "curve": curve, "log": algo.log}
-        curve_bc = [(0, pi0)]
-        bc = QIPO(data, cfg, low, high, seed=seed)
-        bc.policy.load_state_dict(pi0_state)
-        bc.opt.load_state_dict(opt0_state)
-        bc.train_behaviour(args.improve_steps,
-                           callback=lambda k: curve_bc.append((k, score(evaluate_policy(bc.act, env_id, args.eval_episodes, ev_seed)))),
-                           every=args.eval_every)
-        final_bc = evaluate_policy(bc.act, env_id, args.final_episodes, fin_seed)
+                                       "best_of_n_score": score(best), "curve": curve, "log": logs}
+        curve_bc, _ = phase3(0.0)
+        final_bc = evaluate_policy(algo.act, env_id, args.final_episodes, fin_seed)
         rec["bc"] = {"final_score": score(final_bc), "final_return": float(np.mean(final_bc)), "curve": curve_bc}
         rec["seconds"] = time.time() - t0
         per_seed.append(rec)
@@ -125,7 +139,7 @@ def run_env(env_id: str, args, log) -> dict:
     ds = normalized_score(data_returns, ref_r, ref_e)
     return {
         "env": env_id,
-        "qipo_config": asdict(cfg),
+        "qipo_config": asdict(base),
         "dataset": {**data.meta, "episodes": int(len(data_returns)), "return_mean": float(data_returns.mean()),
                     "score_mean": float(ds.mean()), "score_std": float(ds.std())},
         "per_seed": per_seed,
@@ -170,16 +184,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--data-seed", type=int, default=0, help="seed of the data sets (shared by all training seeds)")
     p.add_argument("--betas", type=float, nargs="+", default=[3.0, 10.0, 30.0],
                    help="QIPO inverse temperatures; phase 3 is run for each from the same pi_0 and Q")
-    p.add_argument("--behaviour-steps", type=int, default=3000, help="K1: behaviour warm-up steps")
-    p.add_argument("--q-steps", type=int, default=3000, help="K2: Q-learning steps")
-    p.add_argument("--improve-steps", type=int, default=2000, help="K3: Q-weighted improvement steps")
-    p.add_argument("--renew-every", type=int, default=400, help="K_renew: support renewal period")
-    p.add_argument("--support-size", type=int, default=8, help="M: support actions per state")
-    p.add_argument("--support-states", type=int, default=8192, help="states per support renewal (compute saving)")
-    p.add_argument("--hidden", type=int, default=128, help="hidden width of policy and Q MLPs (depth 2)")
-    p.add_argument("--sampler-steps", type=int, default=5, help="Euler steps of the flow policy")
-    p.add_argument("--reward-scale", type=float, default=0.1, help="reward multiplier for Q-learning")
-    p.add_argument("--gamma", type=float, default=0.99, help="discount")
+    p.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE",
+                   help="QIPOConfig overrides (default: none, i.e. the defaults of agm qipo train)")
     p.add_argument("--eval-every", type=int, default=500, help="evaluation period in phase 3 (learning curves)")
     p.add_argument("--eval-episodes", type=int, default=10, help="episodes per curve point")
     p.add_argument("--final-episodes", type=int, default=20, help="episodes of the final evaluation")
@@ -189,8 +195,8 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(1)
     if args.quick:
         args.envs, args.seeds, args.n_transitions = ["Pendulum-v1"], [0], 3000
-        args.behaviour_steps = args.q_steps = args.improve_steps = 100
-        args.renew_every, args.eval_every, args.support_states = 50, 50, 512
+        args.set = ["behaviour_steps=100", "q_steps=100", "improve_steps=100", "renew_every=50", "support_states=512", *args.set]
+        args.eval_every = 50
         args.eval_episodes = args.final_episodes = 2
     out = Path(args.out or ("/tmp/qipo_quick.json" if args.quick else ROOT / "experiments/results/qipo.json"))
     t_start = time.time()
@@ -202,8 +208,7 @@ def main(argv: list[str] | None = None) -> int:
         result["envs"][env_id] = run_env(env_id, args, lambda d: print(json.dumps(d), flush=True))
         result["wall_seconds"] = time.time() - t_start
         result["machine"]["load_avg_at_end"] = os.getloadavg()
-        out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(json.dumps(result, indent=2))
+        write_result(out, result)
     plot(result, out.with_suffix(".png"))
     for env_id, r in result["envs"].items():
         print(env_id, json.dumps(r["summary"]))

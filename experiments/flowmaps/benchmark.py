@@ -1,5 +1,6 @@
 """Generalised flow maps (G-LSD / G-ESD / G-PSD) vs the many-step Riemannian flow-matching baseline on the
-sphere S^2, the flat torus T^2 and the hyperbolic plane H^2 (GFM, Davis et al., ICLR 2026; digest §B4-§B7).
+sphere S^2, the flat torus T^2 and the hyperbolic plane H^2 (GFM, Davis et al., ICLR 2026, arXiv 2510.21608;
+docs/flowmaps.md). Every model trains through the shared Trainer (agm.methods.flowmaps.train.train_flow_map).
 
 For each synthetic set (``agm.data.manifold``), method and seed: train a flow map
 X_{s,t}(x) = exp_x((t - s) v_{s,t}(x)) (method 'rfm' trains the diagonal only: the RFM baseline), draw
@@ -7,7 +8,8 @@ X_{s,t}(x) = exp_x((t - s) v_{s,t}(x)) (method 'rfm' trains the diagonal only: t
 diagonal v_{t,t}, and compare each with held-out data by geodesic MMD^2 (Gaussian kernel on d_g, median
 bandwidth) and geodesic W2 (exact OT). Every sample's constraint violation is recorded.
 
-    python experiments/flowmaps/benchmark.py            # the full run reported in docs/flowmaps.md
+    python experiments/flowmaps/benchmark.py            # the full run (500 iterations, 1000 evaluation points)
+    python experiments/flowmaps/benchmark.py --iters 300 --n-eval 500 --name flowmaps_reduced   # docs/flowmaps.md
     python experiments/flowmaps/benchmark.py --quick    # smoke run (< 1 min)
 
 Writes experiments/results/flowmaps.json and flowmaps_<dataset>.png (seed-0 samples on the manifold).
@@ -18,7 +20,6 @@ import argparse
 import json
 import math
 import os
-import platform
 import sys
 import time
 
@@ -27,7 +28,9 @@ import torch
 
 from agm.data.manifold import SYNTHETIC, make_manifold_data
 from agm.metrics.geodesic import median_geodesic_distance
-from agm.methods.flowmaps.train import FlowMapTrainConfig, evaluate_samples, sample_flow_map, train_flow_map
+from agm.methods.flowmaps.config import DEFAULT_LR, load_config
+from agm.methods.flowmaps.train import evaluate_samples, sample_flow_map, train_flow_map
+from agm.training.results import write_result
 
 METHODS = ["rfm", "lagrangian", "eulerian", "progressive"]
 DATASETS = ["sphere_vmf", "torus_wrapped", "hyperbolic_mixture"]
@@ -43,7 +46,7 @@ def parse(argv=None) -> argparse.Namespace:
     p.add_argument("--iters", type=int, default=500, help="training iterations per run")
     p.add_argument("--batch", type=int, default=256, help="batch size")
     p.add_argument("--hidden", type=int, default=128, help="MLP width")
-    p.add_argument("--lr", type=float, default=2e-3, help="Adam learning rate (cosine decay)")
+    p.add_argument("--lr", type=float, default=DEFAULT_LR, help=f"learning rate, constant (default: the config's, {DEFAULT_LR:g})")
     p.add_argument("--n-train", type=int, default=20000, help="training points per set")
     p.add_argument("--n-eval", type=int, default=1000, help="held-out points and samples per evaluation")
     p.add_argument("--many", type=int, default=MANY, help="Euler steps of the many-step ODE baseline")
@@ -56,6 +59,13 @@ def parse(argv=None) -> argparse.Namespace:
         args.seeds, args.iters, args.n_train, args.n_eval, args.many = [0], 30, 2000, 200, 20
         args.name = args.name if args.name != "flowmaps" else "flowmaps_quick"
     return args
+
+
+def train_config(args, method: str = "lagrangian", seed: int = 0):
+    """The method's one config (agm.methods.flowmaps.config) with the benchmark's settings."""
+    return load_config(None, [f"method={method}", f"seed={seed}", f"train.steps={args.iters}", f"train.batch_size={args.batch}",
+                              f"model.hidden={args.hidden}", f"train.lr={args.lr}", "train.progress=false",
+                              "train.tensorboard=false", "train.device=cpu", "train.threads=1"])
 
 
 def run_dataset(args, dataset: str) -> tuple[dict, dict]:
@@ -75,7 +85,7 @@ def run_dataset(args, dataset: str) -> tuple[dict, dict]:
     runs, plot_samples = [], {}
     for method in args.methods:
         for seed in args.seeds:
-            cfg = FlowMapTrainConfig(method=method, iters=args.iters, batch=args.batch, hidden=args.hidden, lr=args.lr, seed=seed)
+            cfg = train_config(args, method, seed)
             t0 = time.time()
             res = train_flow_map(manifold, train, cfg)
             train_s = time.time() - t0
@@ -90,7 +100,8 @@ def run_dataset(args, dataset: str) -> tuple[dict, dict]:
             evals[f"ode_{args.many}"] = ev(x, seed)
             if seed == args.seeds[0]:
                 plot_samples[(method, f"ODE {args.many} steps")] = x
-            row = {"method": method, "seed": seed, "train_seconds": round(train_s, 1), "final_loss": res.history[-1] if res.history else None, "eval": evals}
+            last = {k: v for k, v in res.history[-1].items() if k in ("step", "loss", "diag", "sd")} if res.history else None
+            row = {"method": method, "seed": seed, "train_seconds": round(train_s, 1), "final_loss": last, "eval": evals}
             runs.append(row)
             print(dataset, json.dumps({"method": method, "seed": seed, "train_s": round(train_s, 1)}
                                       | {k: (round(v["mmd2"], 5), round(v["w2"], 4)) for k, v in evals.items()}), flush=True)
@@ -153,7 +164,8 @@ def main(argv=None) -> None:
     out = {
         "command": " ".join(["python"] + [sys.argv[0]] + sys.argv[1:]) if argv is None else "python experiments/flowmaps/benchmark.py " + " ".join(argv),
         "settings": {k: v for k, v in vars(args).items()},
-        "train_config": FlowMapTrainConfig(iters=args.iters, batch=args.batch, hidden=args.hidden, lr=args.lr).to_dict(),
+        "train_config": train_config(args).to_dict(),
+        "loop": "agm.training.Trainer (AdamW, weight decay 0, constant lr, grad clip 1, EMA 0.995)",
         "metric": {
             "mmd2": "unbiased MMD^2, Gaussian kernel exp(-d_g^2 / (2 h^2)) on the geodesic distance, h = median geodesic distance within the held-out set",
             "mmd2_narrow": "the same with bandwidth h / 4 (more sensitive to local structure)",
@@ -162,16 +174,13 @@ def main(argv=None) -> None:
             "keys": "map_k: k-step flow map X_{t_i,t_i+1}; ode_k: k-step Riemannian Euler on the diagonal v_{t,t} (for 'rfm' this is the baseline)",
         },
         "datasets": {},
-        "machine": {"platform": platform.platform(), "processor": platform.processor() or platform.machine(),
-                    "cpu_count": os.cpu_count(), "torch": torch.__version__, "threads": torch.get_num_threads()},
     }
     path = os.path.join(args.out, f"{args.name}.json")
     for dataset in args.datasets:  # the JSON is rewritten after each set, so a stopped run keeps what it finished
         out["datasets"][dataset], _ = run_dataset(args, dataset)
         out["wall_seconds"] = round(time.time() - t_start, 1)
         out["complete"] = dataset == args.datasets[-1]
-        with open(path, "w") as f:
-            json.dump(out, f, indent=1)
+        write_result(path, out)
     print("wrote", path, "in", out["wall_seconds"], "s")
 
 

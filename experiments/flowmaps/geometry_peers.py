@@ -2,7 +2,7 @@
 
 * geoopt 0.5.1 (``SphereExact``, ``Lorentz(k=1)``): expmap, logmap, dist on S^2 and H^2;
 * facebookresearch flow_matching 1.0.10 (``Sphere``, ``FlatTorus``, ``GeodesicProbPath`` with ``CondOTScheduler``):
-  expmap, logmap on S^2/T^2 and the RFM baseline's path point x_t and target dx_t/dt (digest §B2).
+  expmap, logmap on S^2/T^2 and the RFM baseline's path point x_t and target dx_t/dt (docs/flowmaps.md (F2)).
 
 Install the peers with ``pip install --no-deps geoopt==0.5.1 flow-matching==1.0.10`` (see /work/shared/peers.md).
 Random float64 points (away from the cut locus); reports the max absolute difference of each operation.

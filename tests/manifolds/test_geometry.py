@@ -1,5 +1,5 @@
 """Geometry of Sphere, FlatTorus, Lorentz (hyperbolic) and Euclidean: exp/log inverse, distances, projections,
-geodesic endpoints, priors on the manifold, bad input (soc-adjoint-flowmaps-digest.md §B6, §B8 round trips)."""
+geodesic endpoints, priors on the manifold, bad input (exp/log round trips; docs/flowmaps.md)."""
 import math
 
 import pytest
@@ -29,7 +29,7 @@ def test_exp_log_round_trips(m):
         keep = (x * y).sum(-1) > -0.99
         x, y = x[keep], y[keep]
     y2 = m.expmap(x, m.logmap(x, y))
-    # digest §B8: err ~1e-15 on S^2; the hyperboloid's round-off grows like eps * x_0^2 (x_0 up to ~40 here)
+    # docs/flowmaps.md: err ~1e-15 on S^2; the hyperboloid's round-off grows like eps * x_0^2 (x_0 up to ~40 here)
     tol = 1e-7 if isinstance(m, Lorentz) else 1e-9
     assert m.dist(y, y2).max() < tol
     # log_x(exp_x u) = u inside the injectivity radius (|u| < pi on S^d; |u_i| < pi on T^d)
@@ -98,7 +98,7 @@ def test_torus_wraps_across_the_seam():
 
 
 def test_lorentz_matches_poincare_ball_formulas():
-    """Independent check: the Poincare-ball distance 2 artanh|(-p) (+) q| (digest §B6, Mobius addition)
+    """Independent check: the Poincare-ball distance 2 artanh|(-p) (+) q| (docs/flowmaps.md, Mobius addition)
     equals the Lorentz distance after the isometry ball(x) = x_{1:}/(1 + x_0)."""
     h = Lorentz(2)
     x, y = pts(h, 200, 14), pts(h, 200, 15)
@@ -172,7 +172,7 @@ def test_make_manifold_names():
 
 def test_lorentz_transport_head_is_tangent_and_isometric():
     """head='transport': v = PT_{o->x}(0, f_{1:}) is tangent at x (<x, v>_L = 0) and |v|_L = |f_{1:}| (parallel
-    transport is an isometry); at x = o it is f with f_0 dropped. head='project' is proj_x f (digest §B3)."""
+    transport is an isometry); at x = o it is f with f_0 dropped. head='project' is proj_x f (docs/flowmaps.md)."""
     h = Lorentz(3)
     x = pts(h, 300, 21)
     f = torch.randn(300, 4, generator=torch.Generator().manual_seed(22), dtype=F64)

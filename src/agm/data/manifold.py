@@ -1,5 +1,5 @@
 """Data on manifolds: synthetic sets on the sphere, flat torus and hyperbolic plane, and loaders for the GFM
-paper's real sets from a local file (soc-adjoint-flowmaps-digest.md §B7; GFM, arXiv 2510.21608).
+paper's real sets from a local file (GFM, arXiv 2510.21608, Sec. 5; docs/flowmaps.md).
 
 Synthetic (all deterministic given ``seed``):
 
@@ -12,8 +12,10 @@ Synthetic (all deterministic given ``seed``):
 
 Real sets (no download at run time; each loader takes a local path and its error says where to get it):
 
-* earth-science events on S^2 (Volcano, Earthquake, Flood, Fire; Mathieu & Nickel 2020): CSV with a header
-  and columns (latitude, longitude) in degrees; mapped to (cos lat cos lon, cos lat sin lon, sin lat).
+* earth-science events on S^2 (Volcano, Earthquake, Flood, Fire; Mathieu & Nickel 2020): a table of latitude and
+  longitude in degrees, mapped to (cos lat cos lon, cos lat sin lon, sin lat). With a header the columns are found
+  by name (lat/latitude, lon/lng/long/longitude, any case) or chosen with ``columns``; without a header the first
+  two columns are read as (latitude, longitude).
 * torsion angles on T^d (protein backbone (phi, psi): General, Glycine, Proline, Pre-Pro; RNA: 7 angles;
   Huang et al. 2022): CSV/TSV/NPY of angles in degrees (or radians), mapped to [0, 2 pi).
 """
@@ -148,23 +150,37 @@ def make_manifold_data(name: str, n: int, seed: int = 0) -> tuple[Manifold, Tens
 
 
 # ---------------------------------------------------------------------------------------------- loaders
-def _read_table(path: str | Path, hint: str) -> np.ndarray:
+#: header names recognised (case-insensitive, surrounding spaces ignored) for the two sphere columns
+LATITUDE_NAMES = ("lat", "latitude")
+LONGITUDE_NAMES = ("lon", "lng", "long", "longitude")
+
+
+def read_table(path: str | Path, hint: str = "") -> tuple[np.ndarray, list[str] | None]:
+    """(values (N, D) float64, header names or None) of a .csv/.tsv/.txt/.npy table.
+
+    .csv and .npy are read by :func:`agm.data.files.load_array` (the reader every method uses; a first row with a
+    non-number is a header, see :func:`agm.data.files.csv_header`); .tsv/.txt (tab- or space-separated) the same
+    way here. DataError naming the path for a missing file, another extension, a non-numeric or non-finite table.
+    """
+    from agm.data.files import csv_header, load_array
+
     p = Path(path)
     if not p.is_file():
-        raise DataError(f"data path {str(p)!r} does not exist; {hint}")
+        raise DataError(f"data path {str(p)!r} does not exist{'; ' + hint if hint else ''}")
     suffix = p.suffix.lower()
     if suffix not in (".csv", ".tsv", ".txt", ".npy"):
         raise DataError(f"data path {str(p)!r} has extension {suffix!r}; accepted: .csv, .tsv, .txt, .npy")
-    if suffix == ".npy":
-        arr = np.load(p, allow_pickle=False)
+    if suffix in (".csv", ".npy"):
+        arr = load_array(p).double().numpy()
+        names = csv_header(p)
     else:
-        delim = "\t" if suffix == ".tsv" else ("," if suffix == ".csv" else None)
+        delim = "\t" if suffix == ".tsv" else None
         with open(p) as f:
             first = f.readline()
-        tokens = first.replace(",", " ").replace("\t", " ").split()
-        header = 0 if all(_is_number(t) for t in tokens) else 1
+        tokens = first.split(delim) if delim else first.split()
+        names = None if all(_is_number(t) for t in tokens) else [t.strip() for t in tokens]
         try:
-            arr = np.loadtxt(p, delimiter=delim, skiprows=header, ndmin=2)
+            arr = np.loadtxt(p, delimiter=delim, skiprows=0 if names is None else 1, ndmin=2)
         except ValueError as e:
             raise DataError(f"data path {str(p)!r} is not a numeric table: {e}") from None
     arr = np.asarray(arr, dtype=np.float64)
@@ -172,7 +188,7 @@ def _read_table(path: str | Path, hint: str) -> np.ndarray:
         raise DataError(f"data in {str(p)!r} has shape {arr.shape}; a table of shape (N >= 2, D) is accepted")
     if not np.isfinite(arr).all():
         raise DataError(f"data in {str(p)!r} contains non-finite values")
-    return arr
+    return arr, names
 
 
 def _is_number(s: str) -> bool:
@@ -181,6 +197,79 @@ def _is_number(s: str) -> bool:
         return True
     except ValueError:
         return False
+
+
+def column_index(col: str | int, names: list[str] | None, width: int, path: str | Path) -> int:
+    """The 0-based index of a column given by name (case-insensitive; needs a header) or by index."""
+    if isinstance(col, bool) or not isinstance(col, (int, str)):
+        raise DataError(f"data.columns entry {col!r} must be a column name or a 0-based index")
+    if isinstance(col, int):
+        if not 0 <= col < width:
+            raise DataError(f"data.columns has out-of-range index {col}; {str(path)!r} has {width} columns (0..{width - 1})")
+        return col
+    if names is None:
+        raise DataError(f"data.columns names column {col!r} but {str(path)!r} has no header row; give 0-based indices instead")
+    low = [n.strip().lower() for n in names]
+    if col.strip().lower() not in low:
+        raise DataError(f"data.columns names column {col!r}, which is not in the header of {str(path)!r}: {names}")
+    return low.index(col.strip().lower())
+
+
+def latlon_columns(names: list[str] | None, width: int, path: str | Path, columns: Sequence[str | int] | None = None) -> tuple[int, int]:
+    """Indices of (latitude, longitude) in a table.
+
+    ``columns`` given: [latitude column, longitude column] (names or indices). Else, with a header: the columns
+    named lat/latitude and lon/lng/long/longitude (case-insensitive), in whatever order they stand. Else (no
+    header): the first two columns, read as latitude then longitude, in degrees.
+    """
+    if columns:
+        if len(columns) != 2:
+            raise DataError(f"data.columns={list(columns)!r} must name 2 columns on the sphere: [latitude, longitude]")
+        return column_index(columns[0], names, width, path), column_index(columns[1], names, width, path)
+    if names is None:
+        if width < 2:
+            raise DataError(f"data in {str(path)!r} has {width} column(s); columns (latitude, longitude) are accepted")
+        return 0, 1
+    low = [n.strip().lower() for n in names]
+    found = []
+    for what, accepted in (("latitude", LATITUDE_NAMES), ("longitude", LONGITUDE_NAMES)):
+        hits = [i for i, n in enumerate(low) if n in accepted]
+        if len(hits) != 1:
+            raise DataError(
+                f"the header of {str(path)!r} is {names}: {'no' if not hits else 'more than one'} {what} column "
+                f"(accepted names, any case: {list(accepted)}); name the columns with data.columns=[LAT,LON]"
+            )
+        found.append(hits[0])
+    return found[0], found[1]
+
+
+def load_earth_events(path: str | Path, columns: Sequence[str | int] | None = None) -> Tensor:
+    """Load events given by latitude and longitude in degrees as points on S^2, float32 (N, 3).
+
+    Columns: see :func:`latlon_columns` (named columns when the file has a header; the first two columns read as
+    latitude, longitude otherwise; ``columns`` to choose).
+    """
+    arr, names = read_table(path, EARTH_DATA_HINT)
+    i_lat, i_lon = latlon_columns(names, arr.shape[1], path, columns)
+    lat, lon = arr[:, i_lat], arr[:, i_lon]
+    if np.abs(lat).max() > 90 or np.abs(lon).max() > 360:
+        raise DataError(f"data in {str(path)!r}: latitude must be in [-90, 90] and longitude in [-180, 360] degrees "
+                        f"(read latitude from column {i_lat}, longitude from column {i_lon}; set data.columns to choose)")
+    return latlon_to_sphere(torch.from_numpy(np.stack([lat, lon], axis=1))).float()
+
+
+def load_torsion_angles(path: str | Path, degrees: bool = True, columns: Sequence[str | int] | None = None) -> Tensor:
+    """Load torsion angles (one column per angle; ``columns`` selects some, by name or index) as points on T^d in
+    [0, 2 pi), float32."""
+    arr, names = read_table(path, TORSION_DATA_HINT)
+    if columns:
+        arr = arr[:, [column_index(c, names, arr.shape[1], path) for c in columns]]
+    bound = 360.0 if degrees else 2 * math.pi
+    if np.abs(arr).max() > bound + 1e-6:
+        unit = "degrees" if degrees else "radians"
+        raise DataError(f"data in {str(path)!r} has |angle| up to {np.abs(arr).max():.3g}; angles in {unit} within +-{bound:g} are accepted")
+    rad = np.deg2rad(arr) if degrees else arr
+    return torch.remainder(torch.from_numpy(rad), 2 * math.pi).float()
 
 
 def latlon_to_sphere(latlon_deg: Tensor) -> Tensor:
@@ -192,30 +281,3 @@ def latlon_to_sphere(latlon_deg: Tensor) -> Tensor:
 def sphere_to_latlon(x: Tensor) -> Tensor:
     """Unit vectors -> (lat, lon) in degrees."""
     return torch.rad2deg(torch.stack([torch.asin(x[:, 2].clamp(-1, 1)), torch.atan2(x[:, 1], x[:, 0])], dim=-1))
-
-
-def load_earth_events(path: str | Path) -> Tensor:
-    """Load an earth-science event set (lat, lon in degrees, first two columns) as points on S^2, float32 (N, 3)."""
-    arr = _read_table(path, EARTH_DATA_HINT)
-    if arr.shape[1] < 2:
-        raise DataError(f"data in {str(path)!r} has {arr.shape[1]} column(s); columns (latitude, longitude) are accepted")
-    lat, lon = arr[:, 0], arr[:, 1]
-    if np.abs(lat).max() > 90 or np.abs(lon).max() > 360:
-        raise DataError(f"data in {str(path)!r}: latitude must be in [-90, 90] and longitude in [-180, 360] degrees")
-    return latlon_to_sphere(torch.from_numpy(arr[:, :2])).float()
-
-
-def load_torsion_angles(path: str | Path, degrees: bool = True, columns: Sequence[int] | None = None) -> Tensor:
-    """Load torsion angles (one column per angle; ``columns`` selects some) as points on T^d in [0, 2 pi), float32."""
-    arr = _read_table(path, TORSION_DATA_HINT)
-    if columns is not None:
-        bad = [c for c in columns if not (0 <= c < arr.shape[1])]
-        if bad:
-            raise DataError(f"columns={list(columns)} has out-of-range indices {bad}; the file has {arr.shape[1]} columns")
-        arr = arr[:, list(columns)]
-    bound = 360.0 if degrees else 2 * math.pi
-    if np.abs(arr).max() > bound + 1e-6:
-        unit = "degrees" if degrees else "radians"
-        raise DataError(f"data in {str(path)!r} has |angle| up to {np.abs(arr).max():.3g}; angles in {unit} within +-{bound:g} are accepted")
-    rad = np.deg2rad(arr) if degrees else arr
-    return torch.remainder(torch.from_numpy(rad), 2 * math.pi).float()

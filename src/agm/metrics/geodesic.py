@@ -1,13 +1,16 @@
-"""Distances between sample sets that respect the geometry (GFM evaluation; digest §B7, §B9).
+"""Distances between sample sets that respect the geometry (GFM evaluation, arXiv 2510.21608; docs/flowmaps.md).
 
 * geodesic MMD (unbiased): with k(x, y) = exp(-d_g(x, y)^2 / (2 h^2)),
       MMD^2 = mean_{i!=j} k(x_i, x_j) + mean_{i!=j} k(y_i, y_j) - 2 mean_{i,j} k(x_i, y_j)
-  and h the median geodesic distance within the reference set (digest §B9: kernel/bandwidth not
-  recovered; this is our choice, reported with the numbers). We return MMD^2 (can be slightly < 0).
+  and h the median geodesic distance within the reference set (the paper's kernel and bandwidth are not
+  known to us; this is our choice, reported with the numbers). We return MMD^2 (can be slightly < 0).
   Note: a Gaussian kernel of the geodesic distance is not positive definite on every manifold, so the
   value is a discrepancy, not always a metric; the W2 below is a true metric.
 * geodesic Wasserstein-2: W2^2 = min_P sum_ij P_ij d_g(x_i, y_j)^2 over couplings of the two empirical
   laws (exact OT with POT's ``ot.emd2``).
+
+These are the geodesic counterparts of :func:`agm.metrics.mmd` and :func:`agm.metrics.wasserstein2` (same
+estimators, ground cost d_g instead of the Euclidean distance); subsampling is :func:`agm.tensors.subsample`.
 """
 from __future__ import annotations
 
@@ -17,13 +20,7 @@ from torch import Tensor
 
 from agm.errors import DataError
 from agm.manifolds.base import Manifold
-
-
-def _subsample(x: Tensor, max_samples: int | None, seed: int) -> Tensor:
-    if max_samples is None or x.shape[0] <= max_samples:
-        return x
-    idx = torch.randperm(x.shape[0], generator=torch.Generator().manual_seed(seed))[:max_samples]
-    return x[idx]
+from agm.tensors import subsample as _subsample
 
 
 def _check(manifold: Manifold, x: Tensor, y: Tensor) -> tuple[Tensor, Tensor]:

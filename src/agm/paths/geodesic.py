@@ -1,14 +1,16 @@
-"""Geodesic interpolant on a Riemannian manifold (Riemannian flow matching, Chen & Lipman; digest §B2).
+"""Geodesic interpolant on a Riemannian manifold (Riemannian flow matching, Chen & Lipman, arXiv 2302.03660;
+docs/flowmaps.md (F2)).
 
     I_t = exp_{x0}(alpha_t log_{x0} x1),   x0 ~ rho_0 (prior, t = 0),  x1 ~ data (t = 1),  alpha_t = t
 
 and the regression target is the path's velocity dI_t/dt, computed either
 
 * ``target='jvp'`` (default; what the reference library does): forward-mode JVP of t -> I_t, or
-* ``target='closed_form'``: dI_t/dt = alpha'_t / (1 - alpha_t) log_{I_t} x1 (digest §B2, [D]; valid away
+* ``target='closed_form'``: dI_t/dt = alpha'_t / (1 - alpha_t) log_{I_t} x1 (our derivation, checked against finite differences in
+  tests/manifolds/test_geodesic_path.py; valid away
   from the cut locus; times are clamped to t <= 1 - 1e-4 for it).
 
-Only the CondOT schedule alpha_t = t is implemented (the digest's default).
+Only the CondOT schedule alpha_t = t is implemented (the usual default).
 """
 from __future__ import annotations
 
@@ -48,8 +50,9 @@ class GeodesicPath:
         self.manifold, self.target, self.t_min, self.t_max = manifold, target, float(t_min), float(t_max)
 
     def sample_t(self, n: int, *, generator: torch.Generator | None = None, dtype=torch.float32) -> Tensor:
-        """t ~ U[t_min, t_max], shape (n,)."""
-        return self.t_min + (self.t_max - self.t_min) * torch.rand(n, generator=generator, dtype=dtype)
+        """t ~ U[t_min, t_max], shape (n,), on the generator's device."""
+        dev = generator.device if generator is not None else None
+        return self.t_min + (self.t_max - self.t_min) * torch.rand(n, generator=generator, dtype=dtype, device=dev)
 
     def point(self, x0: Tensor, x1: Tensor, t: Tensor) -> Tensor:
         """I_t = exp_{x0}(t log_{x0} x1)."""

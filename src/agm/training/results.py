@@ -37,3 +37,33 @@ def write_result(path: str | os.PathLike, record: dict) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     atomic_write_text(path, json.dumps(record, indent=1))
     return path
+
+
+def seed_summary(values, *, paired_with=None) -> dict:
+    """Mean ± std over seeds in one place: {'n', 'mean', 'std', 'ci95': [lo, hi], 'values'} (Student-t interval).
+
+    With ``paired_with`` (the control's values, same seeds in the same order) the summary is of the paired
+    differences ``values - paired_with`` and adds the paired t-test p-value and the number of seeds where the
+    difference is negative ('lower').
+    """
+    import math
+
+    from scipy import stats
+
+    vals = [float(v) for v in values]
+    if paired_with is not None:
+        ctrl = [float(v) for v in paired_with]
+        if len(ctrl) != len(vals):
+            raise ValueError(f"paired_with has {len(ctrl)} values, values has {len(vals)}")
+        vals = [a - b for a, b in zip(vals, ctrl)]
+    n = len(vals)
+    if n == 0:
+        raise ValueError("seed_summary needs at least one value")
+    mean = sum(vals) / n
+    std = math.sqrt(sum((v - mean) ** 2 for v in vals) / (n - 1)) if n > 1 else float("nan")
+    half = float(stats.t.ppf(0.975, n - 1)) * std / math.sqrt(n) if n > 1 else float("nan")
+    out = {"n": n, "mean": mean, "std": std, "ci95": [mean - half, mean + half], "values": vals}
+    if paired_with is not None:
+        out["lower"] = sum(v < 0 for v in vals)
+        out["p_paired_t"] = float(stats.ttest_1samp(vals, 0.0).pvalue) if n > 1 and std > 0 else float("nan")
+    return out

@@ -143,6 +143,11 @@ class Trainer:
         self.amp_dtype = torch.bfloat16 if cfg.amp == "bf16" else None
         self.step = 0
         self._tb = None
+        # NaN guard: 1 = check every step (CPU default: free there); N = a device-side flag read every N steps
+        # and before every log line and checkpoint (CUDA default 50: no host sync per step)
+        every = cfg.nan_check_every if cfg.nan_check_every > 0 else (1 if self.device.type == "cpu" else 50)
+        self.nan_check_every = int(every)
+        self._bad_step: Tensor | None = None
 
     def _autocast(self) -> contextlib.AbstractContextManager:
         """bf16 autocast on the trainer's device when cfg.amp='bf16', else a no-op context."""
@@ -181,13 +186,18 @@ class Trainer:
             check = check.float().clone()
             tdist.all_reduce(check)
             check = check / self.dist.world_size
-            logs["loss"] = float(check)
-        if not torch.isfinite(check):
-            last = self._last_checkpoint_name()
-            raise NonFiniteLossError(
-                f"loss is {float(check)} at step {self.step}; training stopped. "
-                f"Last good checkpoint: {last}. Lower train.lr, raise train.grad_clip protection, or check the data."
-            )
+            logs["loss"] = check
+        bad = ~torch.isfinite(check)
+        if self.nan_check_every == 1:
+            if bool(bad):  # host sync; on the CPU it costs nothing
+                self._raise_nonfinite(self.step, float(check))
+        else:  # device-side flag, read every nan_check_every steps and before every log and checkpoint (no per-step sync)
+            step_t = torch.full((), self.step, device=check.device, dtype=torch.long)
+            if self._bad_step is None:
+                self._bad_step = torch.full((), -1, device=check.device, dtype=torch.long)
+            self._bad_step = torch.where(bad & (self._bad_step < 0), step_t, self._bad_step)
+            if (self.step + 1) % self.nan_check_every == 0:
+                self.check_finite()
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         if self.cfg.grad_clip > 0:
@@ -198,6 +208,21 @@ class Trainer:
             ema.update()
         self.step += 1
         return logs
+
+    def _raise_nonfinite(self, step: int, value: float | None = None) -> None:
+        last = self._last_checkpoint_name()
+        what = f"loss is {value}" if value is not None else "loss became NaN/inf"
+        raise NonFiniteLossError(
+            f"{what} at step {step}; training stopped (no checkpoint was written after it). "
+            f"Last good checkpoint: {last}. Lower train.lr, raise train.grad_clip protection, or check the data."
+        )
+
+    def check_finite(self) -> None:
+        """Raise NonFiniteLossError if a loss since the last check was NaN/inf (one host sync)."""
+        if self._bad_step is not None:
+            s = int(self._bad_step)
+            if s >= 0:
+                self._raise_nonfinite(s)
 
     def fit(self, steps: int | None = None, callback: Callable[[int, dict], None] | None = None) -> list[dict[str, Any]]:
         """Train until ``steps`` (default cfg.steps) total steps; returns the logged records."""
@@ -219,6 +244,7 @@ class Trainer:
             while self.step < total:
                 logs = self.train_step()
                 if self.step % self.cfg.log_every == 0 or self.step == total:
+                    self.check_finite()
                     logs = {k: float(v) if isinstance(v, Tensor) else v for k, v in logs.items()}
                     rec = {"step": self.step, **logs, "time": round(time.perf_counter() - t0, 4)}
                     records.append(rec)
@@ -234,6 +260,7 @@ class Trainer:
                     loss_s = f" loss {float(loss):.4g}" if loss is not None else ""
                     print(f"train step {self.step}/{total}{loss_s} ({time.perf_counter() - t0:.1f} s)", file=sys.stderr, flush=True)
                 if self.out_dir is not None and (self.step % self.cfg.ckpt_every == 0 or self.step == total):
+                    self.check_finite()
                     self.save()
                     _crash_test_hook()
                 if bar is not None:

@@ -1,4 +1,4 @@
-"""End-to-end closed-form tests of EFM and energy-weighted diffusion (digest A.8, O-A1, O-A2; issue 5 item 2).
+"""End-to-end closed-form tests of EFM and energy-weighted diffusion (arXiv 2503.04975 section 4; closed forms in docs/efm_qipo.md).
 
 A small TimeMLP is trained with the EFM (or ED) loss on samples of p only; its ODE samples must follow the
 closed-form tilted law q ∝ p exp(-beta E).

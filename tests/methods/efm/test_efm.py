@@ -1,4 +1,4 @@
-"""Unit tests of the EFM / ED objectives, weights, closed forms and errors (efm-qipo digest A.3-A.8).
+"""Unit tests of the EFM / ED objectives, weights, closed forms and errors (arXiv 2503.04975 sections 4-5).
 
 Fast, no network training except a quadratic (exactly solvable) linear-model fit.
 """
@@ -47,8 +47,8 @@ def _normal_pdf(x, m, v):
 
 
 # ------------------------------------------------------------------------------- closed forms
-def test_gaussian_tilt_digest_numbers_and_quadrature():
-    # digest O-A1: m=1, std 2, A=1.5, c=-1, beta=0.7 => m_q=-0.615, sqrt(S_q)=0.877
+def test_gaussian_tilt_numbers_and_quadrature():
+    # Gaussian-quadratic tilt: m=1, std 2, A=1.5, c=-1, beta=0.7 => m_q=-0.615, sqrt(S_q)=0.877
     m, S, A, c = torch.tensor([1.0]), torch.tensor([[4.0]]), torch.tensor([[1.5]]), torch.tensor([-1.0])
     mq, Sq = gaussian_tilt(m, S, A, c, 0.7)
     assert abs(float(mq) + 0.615) < 1e-3 and abs(math.sqrt(float(Sq)) - 0.877) < 1e-3
@@ -99,6 +99,18 @@ def test_batch_weights_are_softmax_and_ess():
     assert abs(effective_sample_size(energy_weights(e, 0.0)) - 4.0) < 1e-9
 
 
+def test_effective_sample_size_normalisation_flag_and_rows():
+    """The library's one ESS: (sum w)^2 / sum w^2, scale-free; normalised=True divides by B; dim= gives one per row."""
+    w = torch.tensor([1.0, 1.0, 2.0, 4.0])
+    ess = (8.0**2) / (1 + 1 + 4 + 16)
+    assert abs(float(effective_sample_size(w)) - ess) < 1e-12
+    assert abs(float(effective_sample_size(3.7 * w)) - ess) < 1e-12
+    assert abs(float(effective_sample_size(w, normalised=True)) - ess / 4) < 1e-12
+    assert abs(float(effective_sample_size(torch.ones(7), normalised=True)) - 1.0) < 1e-12
+    rows = torch.stack([w, torch.ones(4)])
+    torch.testing.assert_close(effective_sample_size(rows, dim=-1), torch.tensor([ess, 4.0], dtype=torch.float64))
+
+
 def test_exact_and_none_normalisation_are_rescalings_of_batch():
     e = torch.randn(32)
     g = energy_weights(e, 1.2, normalization="batch")
@@ -130,7 +142,7 @@ def test_beta_zero_is_plain_cfm_and_permutation_invariant():
 
 
 def test_population_minimiser_is_tilted_velocity_at_fixed_t():
-    """O-A1 with an exactly solvable model: v(x) = a + b x at t = 0.5, fitted by L-BFGS on the EFM loss.
+    """The Gaussian-quadratic tilt with an exactly solvable model: v(x) = a + b x at t = 0.5, fitted by L-BFGS on the EFM loss.
 
     Data p = N(1, 2^2), E = 1.5/2 (x+1)^2, beta = 0.7 => q = N(-0.6154, 0.877^2); closed form of the slope and
     intercept from ot_gaussian_velocity. Tolerance: weighted least squares with effective sample size ESS has
@@ -158,7 +170,7 @@ def test_population_minimiser_is_tilted_velocity_at_fixed_t():
     v = ot_gaussian_velocity(mq, Sq)
     b_true = float(v(torch.ones(1, 1), torch.tensor([0.5])) - v(torch.zeros(1, 1), torch.tensor([0.5])))
     a_true = float(v(torch.zeros(1, 1), torch.tensor([0.5])))
-    assert abs(b_true + 0.261) < 2e-3 and abs(a_true + 0.696) < 2e-3  # digest's closed-form numbers
+    assert abs(b_true + 0.261) < 2e-3 and abs(a_true + 0.696) < 2e-3  # closed-form numbers (hand computation)
     w = energy_weights(quadratic_energy(A, c)(x1), beta)
     ess = effective_sample_size(w)
     var_xt = 0.25 * float(Sq) + 0.25
@@ -170,7 +182,7 @@ def test_population_minimiser_is_tilted_velocity_at_fixed_t():
 
 
 def test_grouped_softmax_oracles():
-    # O-A6: beta = 0 or constant Q per row => uniform weights 1/(M+1)
+    # beta = 0 or constant Q per row => uniform weights 1/(M+1)
     q = torch.randn(5, 9)
     torch.testing.assert_close(grouped_softmax(0.0 * q), torch.full((5, 9), 1 / 9))
     torch.testing.assert_close(grouped_softmax(q[:, :1].expand(5, 9) * 3.0), torch.full((5, 9), 1 / 9))

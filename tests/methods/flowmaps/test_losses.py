@@ -1,4 +1,4 @@
-"""Generalised flow-map losses against exact flow maps (soc-adjoint-flowmaps-digest.md §B3, §B4, §B8 oracles):
+"""Generalised flow-map losses against exact flow maps (GFM, arXiv 2510.21608; oracles of docs/flowmaps.md):
 single-point target on S^2 / T^2 / H^2, rigid rotation on S^2, translation on T^2, and the Euclidean Gaussian
 affine map. The exact map gives ~0 for G-LSD, G-ESD, G-PSD (and RFM where the conditional target is exact);
 a perturbed map gives a clearly positive loss."""
@@ -26,7 +26,7 @@ SD = {"lagrangian": lagrangian_loss, "eulerian": eulerian_loss, "progressive": p
 
 
 class SinglePointNet(nn.Module):
-    """Exact v_{s,t}(x) = log_x(x1) / (1 - s) for data = delta_{x1} (digest §B8); ``scale`` != 1 perturbs it."""
+    """Exact v_{s,t}(x) = log_x(x1) / (1 - s) for data = delta_{x1} (docs/flowmaps.md); ``scale`` != 1 perturbs it."""
 
     def __init__(self, m, x1, scale=1.0):
         super().__init__()
@@ -56,7 +56,7 @@ class RotationNet(nn.Module):
 
 class GaussianNet(nn.Module):
     """Euclidean N(0, I) -> N(m, c^2 I), linear path: X_{s,t}(x) = a_t/a_s (x - s m) + t m, a_t = sqrt((1-t)^2 + t^2 c^2)
-    (digest §B8 'Euclidean reduction'); v_{s,t} = (X_{s,t}(x) - x)/(t - s)."""
+    (Euclidean reduction, docs/flowmaps.md); v_{s,t} = (X_{s,t}(x) - x)/(t - s)."""
 
     def __init__(self, mean, c, scale=1.0):
         super().__init__()
@@ -108,7 +108,7 @@ def test_exact_single_point_map_has_zero_self_distillation_loss(m, method):
     bad = FlowMap(m, SinglePointNet(m, x1, scale=1.2))
     l_exact, l_bad = SD[method](exact, xs, s, t), SD[method](bad, xs, s, t)
     tol = 1e-8 if not isinstance(m, Lorentz) else 1e-6
-    assert l_exact.abs().max() < tol  # digest §B8: residuals 1e-10 .. 1e-15
+    assert l_exact.abs().max() < tol  # docs/flowmaps.md: residuals 1e-10 .. 1e-15
     assert l_bad.mean() > 1e-5  # a 20% wrong speed is detected (G-PSD sees it only at second order: ~1e-3)
 
 
@@ -182,7 +182,7 @@ def test_euclidean_losses_equal_boffi_forms():
 
 @pytest.mark.parametrize("m", CASES + [Euclidean(2)], ids=lambda m: m.name)
 def test_identity_and_tangent_condition(m):
-    """X_{s,s} = id for any weights; d/dt X_{s,t}(x) at t = s equals v_{s,s}(x) (digest §B3, §B8)."""
+    """X_{s,s} = id for any weights; d/dt X_{s,t}(x) at t = s equals v_{s,s}(x) (docs/flowmaps.md)."""
     torch.manual_seed(1)
     fm = FlowMap(m, FlowMapMLP(m, 32, 2)).double()
     x = m.random_base(32, generator=torch.Generator().manual_seed(11), dtype=F64)
@@ -194,7 +194,7 @@ def test_identity_and_tangent_condition(m):
     assert m.belongs(y, atol=1e-10).all()
 
 
-def test_stop_gradients_match_the_digest():
+def test_stop_gradients_match_the_paper():
     """G-PSD's gradient equals that of d^2(X_{s,t}, fixed teacher); G-LSD's equals that with a fixed target."""
     m = Sphere(2)
     torch.manual_seed(2)
@@ -253,12 +253,14 @@ def test_objective_bad_config(kwargs, field):
 
 
 def test_train_one_point_smoke():
-    """A G-LSD flow map trained on one point of S^2 sends non-antipodal prior draws to it in one step (digest §B8)."""
-    from agm.methods.flowmaps.train import FlowMapTrainConfig, sample_flow_map, train_flow_map
+    """A G-LSD flow map trained on one point of S^2 sends non-antipodal prior draws to it in one step (docs/flowmaps.md)."""
+    from agm.methods.flowmaps.config import load_config
+    from agm.methods.flowmaps.train import sample_flow_map, train_flow_map
 
     m = Sphere(2)
     x1 = torch.tensor([[0.0, 0.6, 0.8]])
-    cfg = FlowMapTrainConfig(method="lagrangian", iters=150, batch=128, hidden=32, depth=2, lr=1e-2, ema=0.0, seed=0)
+    cfg = load_config(None, ["method=lagrangian", "train.steps=150", "train.batch_size=128", "model.hidden=32", "model.depth=2",
+                             "train.lr=1e-2", "train.ema_decay=0", "seed=0", "train.progress=false", "train.device=cpu"])
     res = train_flow_map(m, x1.expand(10, -1).contiguous(), cfg)
     x = sample_flow_map(res.flow_map, 500, 1, mode="map", seed=1)
     x0 = m.random_base(500, generator=torch.Generator().manual_seed(10_001))

@@ -1,5 +1,5 @@
 """Flow-map and Riemannian ODE samplers, manifold data sets, geometry-respecting distances and the ``agm flowmaps``
-CLI (soc-adjoint-flowmaps-digest.md §B2, §B5, §B7, §B8). Ground truths: the exact single-point flow map
+CLI (GFM, arXiv 2510.21608; docs/flowmaps.md). Ground truths: the exact single-point flow map
 X_{s,t}(x) = exp_x((t-s)/(1-s) log_x x1), the exact rotation flow on S^2, vMF moments, and brute-force optimal
 transport over all permutations."""
 import itertools
@@ -24,7 +24,8 @@ from agm.errors import ConfigError, DataError
 from agm.manifolds import Euclidean, FlatTorus, Lorentz, Sphere
 from agm.metrics.geodesic import geodesic_mmd2, geodesic_w2
 from agm.methods.flowmaps.nets import FlowMap, FlowMapMLP
-from agm.methods.flowmaps.train import FlowMapTrainConfig, sample_flow_map
+from agm.methods.flowmaps.config import load_config
+from agm.methods.flowmaps.train import sample_flow_map
 from agm.methods.flowmaps.sampler import FlowMapSampler, RiemannianODESampler
 
 F64 = torch.float64
@@ -40,7 +41,7 @@ def target_point(m):
 
 
 class SinglePointNet(nn.Module):
-    """Exact v_{s,t}(x) = log_x(x1) / (1 - s) for data = delta_{x1} (digest §B8)."""
+    """Exact v_{s,t}(x) = log_x(x1) / (1 - s) for data = delta_{x1} (docs/flowmaps.md)."""
 
     def __init__(self, m, x1):
         super().__init__()
@@ -63,7 +64,7 @@ def prior_away_from_cut_locus(m, n, seed):
 @pytest.mark.parametrize("m", EXACT, ids=IDS)
 @pytest.mark.parametrize("steps", [1, 2, 4])
 def test_exact_map_sampling_composes(m, steps):
-    """N-step sampling with the exact map equals 1-step sampling and lands on x1 (digest §B8 'composition')."""
+    """N-step sampling with the exact map equals 1-step sampling and lands on x1 (docs/flowmaps.md 'composition')."""
     x1 = target_point(m)
     fm = FlowMap(m, SinglePointNet(m, x1))
     x0 = prior_away_from_cut_locus(m, 200, 1)
@@ -75,7 +76,7 @@ def test_exact_map_sampling_composes(m, steps):
 @pytest.mark.parametrize("m", EXACT, ids=IDS)
 def test_euler_is_exact_for_the_single_point_field(m):
     """For v_t(x) = log_x(x1)/(1-t), an exp-map Euler step moves along the geodesic to x1 by the exact fraction
-    h/(1-t), so any number of Euler steps ends exactly at x1 (digest §B8)."""
+    h/(1-t), so any number of Euler steps ends exactly at x1 (docs/flowmaps.md)."""
     x1 = target_point(m)
     fm = FlowMap(m, SinglePointNet(m, x1))
     x0 = prior_away_from_cut_locus(m, 200, 2)
@@ -154,14 +155,15 @@ def test_training_rejects_bad_config_and_off_manifold_data():
     from agm.methods.flowmaps.train import train_flow_map
 
     m = Sphere(2)
-    with pytest.raises(ConfigError, match="iters"):
-        train_flow_map(m, m.random_base(10), FlowMapTrainConfig(iters=0))
+    with pytest.raises(ConfigError, match="train.steps"):
+        load_config(None, ["train.steps=0"])
     with pytest.raises(ConfigError, match="did you mean 'progressive'"):
-        train_flow_map(m, m.random_base(10), FlowMapTrainConfig(method="progresive"))
+        load_config(None, ["method=progresive"])
+    one = load_config(None, ["train.steps=1", "train.progress=false"])
     with pytest.raises(DataError, match="data\\[0\\]"):
-        train_flow_map(m, 2 * m.random_base(10), FlowMapTrainConfig(iters=1))
+        train_flow_map(m, 2 * m.random_base(10), one)
     with pytest.raises(DataError, match="accepts points of shape \\(B, 3\\)"):
-        train_flow_map(m, torch.rand(10, 2), FlowMapTrainConfig(iters=1))
+        train_flow_map(m, torch.rand(10, 2), one)
 
 
 # ------------------------------------------------------------------------------------------ data
@@ -243,26 +245,3 @@ def test_euclidean_w2_of_a_translate_is_the_shift():
     m = Euclidean(2)
     x = torch.randn(50, 2, generator=torch.Generator().manual_seed(7), dtype=F64)
     assert abs(geodesic_w2(m, x, x + torch.tensor([0.3, -0.4], dtype=F64)) - 0.5) < 1e-9
-
-
-# ------------------------------------------------------------------------------------------ CLI
-def test_cli_train_and_sample_round_trip(tmp_path, capsys):
-    from agm.cli import main
-
-    run = tmp_path / "run"
-    rc = main(["flowmaps", "train", "--dataset", "hyperbolic_mixture", "--method", "progressive", "--iters", "5",
-               "--batch", "16", "--hidden", "16", "--n-train", "200", "--n-eval", "50", "--out", str(run)])
-    assert rc == 0 and (run / "flow_map.safetensors").is_file() and (run / "result.json").is_file()
-    out = tmp_path / "s.npy"
-    assert main(["flowmaps", "sample", "--run", str(run), "--n", "40", "--steps", "2", "--out", str(out)]) == 0
-    x = torch.from_numpy(np.load(out))
-    assert x.shape == (40, 3) and Lorentz(2).constraint_error(x).max() < 1e-5
-    # the saved weights reproduce the in-process sampler exactly
-    from agm.methods.flowmaps.cli import load_flow_map
-
-    assert torch.equal(sample_flow_map(load_flow_map(str(run)), 40, 2, mode="map", seed=0), x)
-    assert main(["flowmaps", "sample", "--run", str(run), "--steps", "0", "--out", str(out)]) == 2
-    assert "steps=0 is not accepted" in capsys.readouterr().err
-    assert main(["flowmaps", "sample", "--run", str(tmp_path), "--out", str(out)]) == 2
-    assert main(["flowmaps", "train", "--data-file", str(out), "--out", str(run)]) == 2
-    assert "manifold=None is not accepted" in capsys.readouterr().err

@@ -1,13 +1,35 @@
-"""``agm qipo ...`` (offline RL with QIPO, EFM paper section 5) and ``agm efm`` (energy-weighted flow matching
-on a closed-form Gaussian target, EFM paper eq. 4.3). Imports stay inside the command functions."""
+"""``agm efm train|sample|eval`` (energy-weighted flow matching, arXiv 2503.04975 eq. 4.3, generated from its Recipe)
+and ``agm qipo data|inspect|train|eval`` (offline RL with QIPO, arXiv 2503.04975 section 5). A CLI module: imports
+stay inside the command functions."""
 from __future__ import annotations
 
 import argparse
 
 
+class _QIPOTrainSpec:
+    """What agm.command_line.add_train needs to generate `agm qipo train` from the QIPO config dataclass."""
+
+    name = "qipo"
+    builtin_dir = None
+    default_config = None
+    description = ("QIPO (arXiv 2503.04975, Algorithm 2): behaviour warm-up, in-support softmax Q-learning, Q-weighted "
+                   "iterative policy improvement with a flow policy, as one resumable Trainer run. See docs/efm_qipo.md.")
+
+    @property
+    def config_cls(self):
+        from agm.methods.efm.config import QIPOConfig
+
+        return QIPOConfig
+
+
 def register(sub: argparse._SubParsersAction) -> None:
+    from agm.command_line import add_method, add_train
+    from agm.methods.efm.run import RECIPE
+
+    add_method(sub, RECIPE, help="energy-weighted flow matching towards q ∝ p exp(-beta E) (train|sample|eval)")
+
     q = sub.add_parser("qipo", help="offline RL with QIPO (Q-weighted iterative policy optimisation, flow policy)")
-    qs = q.add_subparsers(dest="qipo_command", required=True)
+    qs = q.add_subparsers(dest="qipo_command", required=True, metavar="COMMAND")
 
     d = qs.add_parser("data", help="generate a built-in mixed-quality offline data set with a gymnasium env (.npz)")
     d.add_argument("--env", default="Pendulum-v1", help="gymnasium env id (scripted experts: Pendulum-v1, "
@@ -16,7 +38,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     d.add_argument("--mixture", default=None, help="JSON dict of episode shares over expert_low_noise, expert_high_noise, "
                    "epsilon_expert, random (default: equal shares)")
     d.add_argument("--seed", type=int, default=0, help="data seed (default 0)")
-    d.add_argument("--out", required=True, help="output .npz path (D4RL keys + meta_json)")
+    d.add_argument("--out", required=True, help="output .npz path (D4RL keys + meta_json); never overwritten")
     d.set_defaults(func=_cmd_data)
 
     i = qs.add_parser("inspect", help="load a local .npz / D4RL .hdf5 / Minari data set and print its statistics")
@@ -24,32 +46,20 @@ def register(sub: argparse._SubParsersAction) -> None:
     i.add_argument("--env", default=None, help="optional gymnasium env id to check observation/action shapes against")
     i.set_defaults(func=_cmd_inspect)
 
-    t = qs.add_parser("train", help="run QIPO (Algorithm 2) on a local data set and evaluate it in the environment")
-    t.add_argument("--data", required=True, help="data set path (.npz, D4RL .hdf5, Minari file or folder)")
-    t.add_argument("--env", default=None, help="gymnasium env id for evaluation (default: the data set's meta env_id)")
-    t.add_argument("--out", required=True, help="output folder: result.json, policy.safetensors, q.safetensors")
-    t.add_argument("--beta", type=float, default=3.0, help="QIPO inverse temperature beta >= 0 (0 = behaviour cloning)")
-    t.add_argument("--support-size", type=int, default=16, help="M: support actions per state (default 16)")
-    t.add_argument("--behaviour-steps", type=int, default=3000, help="K1: behaviour warm-up steps (default 3000)")
-    t.add_argument("--q-steps", type=int, default=3000, help="K2: Q-learning steps (default 3000)")
-    t.add_argument("--improve-steps", type=int, default=2000, help="K3: Q-weighted improvement steps (default 2000)")
-    t.add_argument("--renew-every", type=int, default=400, help="K_renew: support renewal period (default 400)")
-    t.add_argument("--support-states", type=int, default=None, help="states per renewal (default: all states)")
-    t.add_argument("--reward-scale", type=float, default=1.0, help="reward multiplier for Q-learning (default 1)")
-    t.add_argument("--hidden", type=int, default=256, help="hidden width of the policy and Q MLPs (default 256)")
-    t.add_argument("--eval-episodes", type=int, default=10, help="evaluation episodes (default 10)")
-    t.add_argument("--best-of", type=int, default=1, help="1 = one policy sample (the method); N = best of N by Q")
-    t.add_argument("--seed", type=int, default=0, help="training seed (default 0)")
+    t = add_train(qs, _QIPOTrainSpec(), help="run QIPO (Algorithm 2) on a local data set into a run folder, or --resume one")
+    t.add_argument("--env", default=None, help="gymnasium env id (sets data.env; default: the data set's meta env_id)")
     t.set_defaults(func=_cmd_train)
+    from agm.command_line import keys_help
 
-    e = sub.add_parser("efm", help="energy-weighted flow matching on a Gaussian with a quadratic energy (closed-form check)")
-    e.add_argument("--beta", type=float, default=1.0, help="inverse temperature beta >= 0 (default 1)")
-    e.add_argument("--steps", type=int, default=1000, help="Adam steps (default 1000)")
-    e.add_argument("--n-train", type=int, default=20_000, help="samples of p (default 20000)")
-    e.add_argument("--n-gen", type=int, default=10_000, help="generated samples (default 10000)")
-    e.add_argument("--normalization", default="batch", help="weight normalisation: batch | none (default batch)")
-    e.add_argument("--seed", type=int, default=0, help="seed (default 0)")
-    e.set_defaults(func=_cmd_efm)
+    t.epilog = keys_help(_QIPOTrainSpec()) + "\n\nOne process on the CPU (train.device=cpu); train.steps is derived from the three phases."
+
+    e = qs.add_parser("eval", help="evaluate a QIPO run's policy in its environment (writes eval.json)")
+    e.add_argument("--run", required=True, help="run folder")
+    e.add_argument("--episodes", type=int, default=None, help="episodes (default: the run's eval.episodes)")
+    e.add_argument("--best-of", type=int, default=None, help="1 = one policy sample (the method); N = best of N by Q "
+                   "(default: the run's best_of)")
+    e.add_argument("--seed", type=int, default=None, help="episode e is reset with seed + e (default: the run's eval.seed)")
+    e.set_defaults(func=_cmd_eval)
 
 
 def _cmd_data(args) -> int:
@@ -66,6 +76,10 @@ def _cmd_data(args) -> int:
             raise ConfigError(f"--mixture={args.mixture!r} is not valid JSON ({err}); accepted: e.g. '{{\"random\": 1, \"expert_low_noise\": 1}}'") from err
         if not isinstance(mixture, dict):
             raise ConfigError(f"--mixture={args.mixture!r} is not accepted; accepted: a JSON object of shares")
+    from pathlib import Path
+
+    if Path(args.out).exists():
+        raise ConfigError(f"--out {args.out} already exists; choose a new file name (agm never overwrites a data set)")
     data = generate_dataset(args.env, args.n_transitions, mixture=mixture, seed=args.seed)
     path = data.save_npz(args.out)
     r = data.episode_returns()
@@ -100,79 +114,43 @@ def _cmd_inspect(args) -> int:
 
 def _cmd_train(args) -> int:
     import json
-    import time
-    from dataclasses import asdict
-    from pathlib import Path
 
-    import gymnasium as gym
-    import numpy as np
-    import torch
-    from safetensors.torch import save_file
+    from agm.errors import AGMError
+    from agm.methods.efm.qipo_run import load_qipo_config, resume_qipo, train_qipo
 
-    from agm.errors import ConfigError
-    from agm.methods.efm import QIPO, QIPOConfig, check_env_compatible, evaluate_policy, load_offline_dataset, normalized_score
-
-    data = load_offline_dataset(args.data)
-    env_id = args.env or data.meta.get("env_id")
-    if env_id is None:
-        raise ConfigError("--env is required: the data set has no meta env_id; accepted: a gymnasium env id")
-    try:
-        env = gym.make(env_id)
-    except Exception as err:
-        raise ConfigError(f"--env={env_id!r} cannot be created here ({type(err).__name__}: {err})") from err
-    check_env_compatible(data, env)
-    low, high = env.action_space.low.tolist(), env.action_space.high.tolist()
-    env.close()
-    cfg = QIPOConfig(beta=args.beta, support_size=args.support_size, q_support_size=args.support_size,
-                     behaviour_steps=args.behaviour_steps, q_steps=args.q_steps, improve_steps=args.improve_steps,
-                     renew_every=args.renew_every, support_states=args.support_states, reward_scale=args.reward_scale,
-                     policy_hidden=args.hidden, q_hidden=args.hidden, best_of=args.best_of)
-    t0 = time.time()
-    algo = QIPO(data, cfg, low, high, seed=args.seed)
-    algo.train_behaviour()
-    algo.train_q()
-    if args.beta > 0 and cfg.improve_steps > 0:
-        algo.improve()
-    elif cfg.improve_steps > 0:  # beta = 0: behaviour cloning, K3 more steps of plain CFM on the data
-        algo.train_behaviour(cfg.improve_steps)
-    returns = evaluate_policy(algo.act, env_id, args.eval_episodes, seed=10_000 + args.seed)
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    save_file({k: v.contiguous() for k, v in algo.policy.state_dict().items()}, str(out / "policy.safetensors"))
-    save_file({k: v.contiguous() for k, v in algo.q.state_dict().items()}, str(out / "q.safetensors"))
-    res = {"env": env_id, "data": str(args.data), "seed": args.seed, "config": asdict(cfg),
-           "returns": returns, "return_mean": float(np.mean(returns)), "seconds": time.time() - t0, "log": algo.log,
-           "torch": torch.__version__}
-    if data.meta.get("ref_expert_return") is not None:
-        res["score_mean"] = float(np.mean(normalized_score(np.asarray(returns), data.meta["ref_random_return"], data.meta["ref_expert_return"])))
-    (out / "result.json").write_text(json.dumps(res, indent=2))
-    print(json.dumps({k: res[k] for k in ("env", "return_mean", "seconds") + (("score_mean",) if "score_mean" in res else ())}))
+    if args.resume:
+        extra = [f for f in ("config", "out", "data", "device", "env") if getattr(args, f, None)] + (["key=value"] if args.overrides else [])
+        if extra or args.overwrite:
+            raise AGMError(f"--resume DIR takes no --{'/--'.join(extra or ['overwrite'])}: the run's config.yaml is used")
+        step = resume_qipo(args.resume)
+        print(f"resumed {args.resume} to step {step}")
+        return 0
+    if not args.out:
+        raise AGMError("--out DIR is required (or --resume DIR)")
+    overrides = list(args.overrides)
+    if args.data:
+        overrides.append(f"data.path={json.dumps(args.data)}")
+    if args.env:
+        overrides.append(f"data.env={json.dumps(args.env)}")
+    if args.device:
+        overrides.append(f"train.device={args.device}")
+    cfg = load_qipo_config(args.config, overrides)
+    info = train_qipo(cfg, args.out, overwrite=args.overwrite)
+    print(json.dumps({"out": args.out, "method": "qipo", "env": info["env"], "steps": cfg.train.steps,
+                      "next": f"agm qipo eval --run {args.out}"}))
     return 0
 
 
-def _cmd_efm(args) -> int:
+def _cmd_eval(args) -> int:
     import json
 
-    import torch
+    from agm.errors import ConfigError
+    from agm.methods.efm.qipo_run import evaluate_qipo
 
-    from agm.errors import check_choice
-    from agm.nets import TimeMLP
-    from agm.methods.efm.efm import (EnergyWeightedFlowMatching, check_beta, fit_weighted_flow, gaussian_tilt,
-                                    quadratic_energy)
-    from agm.samplers import ODESampler
-
-    check_beta(args.beta)
-    check_choice("--normalization", args.normalization, ("batch", "none"))
-    torch.manual_seed(args.seed)
-    gen = torch.Generator().manual_seed(args.seed)
-    m, S = torch.tensor([1.0, -0.5]), torch.tensor([[1.0, 0.3], [0.3, 0.5]])
-    A, c = torch.tensor([[1.5, 0.0], [0.0, 0.5]]), torch.tensor([-1.0, 1.0])
-    data = m + torch.randn(args.n_train, 2, generator=gen) @ torch.linalg.cholesky(S).T
-    net = TimeMLP(2, hidden=64, depth=2)
-    obj = EnergyWeightedFlowMatching(quadratic_energy(A, c), args.beta, normalization=args.normalization)
-    fit_weighted_flow(net, data, obj, steps=args.steps, lr=3e-3, seed=args.seed)
-    x = ODESampler(30, "heun").sample(lambda z, t: net(z, t), torch.randn(args.n_gen, 2, generator=gen)).double()
-    mq, Sq = gaussian_tilt(m, S, A, c, args.beta)
-    print(json.dumps({"beta": args.beta, "mean": x.mean(0).tolist(), "mean_closed_form": mq.tolist(),
-                      "cov": torch.cov(x.T).tolist(), "cov_closed_form": Sq.tolist()}))
+    for name in ("episodes", "best_of"):
+        v = getattr(args, name)
+        if v is not None and v <= 0:
+            raise ConfigError(f"--{name.replace('_', '-')}={v} must be an integer > 0")
+    res = evaluate_qipo(args.run, episodes=args.episodes, best_of=args.best_of, seed=args.seed)
+    print(json.dumps({k: v for k, v in res.items() if k != "returns"}))
     return 0

@@ -1,29 +1,36 @@
 """Energy-weighted flow matching (EFM) and energy-weighted diffusion (ED).
 
 Paper: Zhang et al., "Energy-Weighted Flow Matching for Offline Reinforcement Learning", ICLR 2025
-(arXiv 2503.04975). Digest: efm-qipo-rewards-irl-digest.md part A.
+(arXiv 2503.04975). Our notation and derivations: docs/efm_qipo.md.
 
-Target law (digest A.1):  q(x) ∝ p(x) exp(-beta E(x)),  p known through samples, E a given energy.
+Target law (arXiv 2503.04975, section 4):  q(x) ∝ p(x) exp(-beta E(x)),  p known through samples, E a given energy.
 
-EFM loss (Theorem 4.3 / eq. 4.3; digest A.3), data at t = 1, noise x_0 ~ N(0, I) at t = 0:
+EFM loss (arXiv 2503.04975, Theorem 4.3 / eq. 4.3), data at t = 1, noise x_0 ~ N(0, I) at t = 0:
 
     L_CEFM(theta) = E_{t, x_1 ~ p, x_t ~ p_t(.|x_1)} [ exp(-beta E(x_1)) / E_p[exp(-beta E)]
                                                       * || v_theta(x_t, t) - u_t(x_t | x_1) ||^2 ]
 
 The weight w = exp(-beta E)/Z satisfies w p = q, so L_CEFM is plain CFM on q and its minimiser is the
-guided field u_hat_t of Theorem 4.1 (digest A.2). E is evaluated on clean data only.
+guided field of Theorem 4.1. E is evaluated on clean data only.
 
-Normalisation of the weight (``normalization`` option; digest A.3 / A.9.1):
+Normalisation of the weight (``normalization`` option):
   * 'batch' (default, the paper's practical estimator): g_i = softmax_i(-beta E(x_1^i)) over the batch,
-    loss = sum_i g_i l_i (self-normalised; O(1/B) bias);
+    loss = sum_i g_i l_i (self-normalised);
   * 'exact': w_i = exp(-beta E_i - log Z) with a supplied log Z (population normaliser), loss = mean_i w_i l_i;
   * 'none': w_i = exp(-beta (E_i - min_j E_j)) (unnormalised up to a per-batch constant), loss = mean_i w_i l_i.
-All three have the same minimiser (Z only scales the loss; digest A.3 (i)).
+Only 'exact' is an unbiased estimate of L_CEFM, whose minimiser is the tilted velocity. 'batch' divides by
+a per-batch estimate of Z and 'none' by the per-batch factor exp(-beta min_j E_j); both factors depend on the
+batch, so the expected loss of either is L_CEFM reweighted per batch, and its minimiser equals the tilted
+velocity only up to O(1/B) for a batch of B samples (the self-normalised importance-sampling bias). They have
+the same minimiser as 'exact' exactly only as B -> infinity (docs/efm_qipo.md, "Normalisation").
 
-ED loss (Corollary 4.8, Algorithm 1; digest A.4) on a VP path x_t = alpha_t x + sigma_t eps:
+ED loss (arXiv 2503.04975, Corollary 4.8, Algorithm 1) on a VP path x_t = alpha_t x + sigma_t eps:
     L_CED(theta) = E[ w(x) lambda(t) || s_theta(x_t, t) + eps / sigma_t ||^2 ]
 with lambda(t) = sigma_t^2 ('eps' weighting, equivalently w ||eps_theta - eps||^2; default) or
 lambda(t) = 1 ('score' weighting, i.e. w ||eps_theta - eps||^2 / sigma_t^2).
+
+Training: every network here is fitted by the shared :class:`agm.training.Trainer` (``fit_weighted_flow``,
+``fit_energy_model``, and ``agm efm train`` through :mod:`agm.methods.efm.run`).
 """
 from __future__ import annotations
 
@@ -37,6 +44,7 @@ from torch import Tensor, nn
 from agm.errors import ConfigError, DataError, check_choice, check_positive
 from agm.objectives.bridge_matching import per_sample_mse
 from agm.paths.bridge import BrownianBridge, PathSample
+from agm.tensors import expand_time
 
 Energy = Callable[[Tensor], Tensor]
 NORMALIZATIONS = ("batch", "exact", "none")
@@ -45,7 +53,7 @@ DIFFUSION_WEIGHTINGS = ("eps", "score")
 
 # --------------------------------------------------------------------------------------------- weights
 def check_beta(beta: float, field: str = "beta") -> float:
-    """Validate an inverse temperature beta >= 0 (digest A.1: q ∝ p exp(-beta E)); returns it as float."""
+    """Validate an inverse temperature beta >= 0 (q ∝ p exp(-beta E), arXiv 2503.04975 section 4); returns it as float."""
     check_positive(field, beta, allow_zero=True)
     if not math.isfinite(float(beta)):
         raise ConfigError(f"{field}={beta!r} is not accepted; it must be a finite number >= 0")
@@ -55,7 +63,7 @@ def check_beta(beta: float, field: str = "beta") -> float:
 def evaluate_energy(energy: Energy, x: Tensor) -> Tensor:
     """E(x) as a (B,) tensor without gradient; raises DataError for a wrong shape or non-finite values.
 
-    EFM evaluates the energy on clean data only (digest A.3 (iii)).
+    EFM evaluates the energy on clean data only (arXiv 2503.04975, eq. 4.3).
     """
     with torch.no_grad():
         e = energy(x)
@@ -84,7 +92,7 @@ def energy_weights(
     normalization: str = "batch",
     log_z: float | None = None,
 ) -> Tensor:
-    """Per-sample EFM weights (no grad), digest A.3, eq. 4.3 of the EFM paper.
+    """Per-sample EFM weights (no grad), arXiv 2503.04975 eq. 4.3; docs/efm_qipo.md "Normalisation".
 
     'batch': g_i = softmax_i(-beta E_i)          (sums to 1; the loss is sum_i g_i l_i)
     'exact': w_i = exp(-beta E_i - log Z)        (mean ≈ 1; the loss is mean_i w_i l_i); needs ``log_z``
@@ -105,22 +113,32 @@ def energy_weights(
 
 
 def reduce_weighted(per_sample: Tensor, weights: Tensor, normalization: str) -> Tensor:
-    """sum_i g_i l_i for 'batch' (weights sum to one), mean_i w_i l_i otherwise (digest A.3)."""
+    """sum_i g_i l_i for 'batch' (weights sum to one), mean_i w_i l_i otherwise (docs/efm_qipo.md)."""
     if normalization == "batch":
         return (weights * per_sample).sum()
     return (weights * per_sample).mean()
 
 
-def effective_sample_size(weights: Tensor) -> float:
-    """ESS = (sum w)^2 / sum w^2 (equals 1 / sum g_i^2 for normalised g; digest A.3)."""
+def effective_sample_size(weights: Tensor, *, normalised: bool = False, dim: int | None = None) -> Tensor:
+    """The library's one effective sample size of importance weights (any positive scale), as a 0-d tensor.
+
+    ESS = (sum_i w_i)^2 / sum_i w_i^2: between 1 (one weight dominates) and B (uniform weights); it equals
+    1 / sum_i g_i^2 for weights g normalised to sum to one. ``normalised=True`` divides by B = w.numel(),
+    giving the fraction ESS / B in [1/B, 1]. ``dim``: one ESS per slice along the other axes (e.g. dim=-1 for
+    the per-state weights of QIPO, (S, K) -> (S,)); None: over all entries. Computed without gradient in
+    float64; ``float()`` it to log it.
+    """
     w = weights.detach().double()
-    return float(w.sum() ** 2 / (w * w).sum())
+    if dim is None:
+        w, dim = w.reshape(-1), 0
+    ess = w.sum(dim) ** 2 / (w * w).sum(dim)
+    return ess / w.shape[dim] if normalised else ess
 
 
 def grouped_softmax(logits: Tensor, cap: float | None = None) -> Tensor:
-    """Row-wise softmax g_ij = softmax_j(logits_ij) for (B, M) logits (QIPO per-state weights, digest A.6).
+    """Row-wise softmax g_ij = softmax_j(logits_ij) for (B, M) logits (QIPO per-state weights, arXiv 2503.04975 eq. 5.2).
 
-    ``cap`` (digest A.9.5, optional): clamp logits_ij - max_j logits_ij to >= -cap before the softmax,
+    ``cap`` (our degeneracy guard, optional): clamp logits_ij - max_j logits_ij to >= -cap before the softmax,
     which bounds the weight ratio within a row by exp(cap) and so limits degeneracy.
     """
     check_finite_energy(logits, "logits")
@@ -139,12 +157,12 @@ class WeightedLoss:
     loss: Tensor
     per_sample: Tensor
     weights: Tensor
-    ess: float
+    ess: Tensor
     path_sample: PathSample
 
 
 class EnergyWeightedFlowMatching:
-    """EFM objective (EFM paper eq. 4.3, Theorem 4.3; digest A.3).
+    """EFM objective (arXiv 2503.04975 eq. 4.3, Theorem 4.3).
 
     l_i = (1/d) || v_theta(x_t^i, t_i) - u_t(x_t^i | x_1^i) ||^2 on the given path (default: the OT /
     linear path, BrownianBridge(sigma=0), target x_1 - x_0), weighted by the normalised Boltzmann weight of
@@ -204,7 +222,7 @@ class EnergyWeightedFlowMatching:
 
 
 class EnergyWeightedDiffusion:
-    """Energy-weighted diffusion (EFM paper Corollary 4.8, Algorithm 1; digest A.4).
+    """Energy-weighted diffusion (arXiv 2503.04975 Corollary 4.8, Algorithm 1).
 
     On a VP path (``agm.paths.vp.VPPath`` or any object with ``sample(x1, t, eps=, generator=)`` returning
     PathSample(xt, t, target=eps, eps) and ``sigma(t)``):
@@ -256,7 +274,7 @@ class EnergyWeightedDiffusion:
 
 # ----------------------------------------------------------------------- closed forms (test oracles)
 def quadratic_energy(A: Tensor, c: Tensor) -> Energy:
-    """E(x) = 1/2 (x - c)^T A (x - c) (digest A.8, O-A1)."""
+    """E(x) = 1/2 (x - c)^T A (x - c) (closed form, docs/efm_qipo.md)."""
 
     def energy(x: Tensor) -> Tensor:
         d = x - c.to(x)
@@ -266,7 +284,7 @@ def quadratic_energy(A: Tensor, c: Tensor) -> Energy:
 
 
 def linear_energy(g: Tensor) -> Energy:
-    """E(x) = g^T x (digest A.8, O-A2)."""
+    """E(x) = g^T x (closed form, docs/efm_qipo.md)."""
 
     def energy(x: Tensor) -> Tensor:
         return x @ g.to(x)
@@ -275,7 +293,7 @@ def linear_energy(g: Tensor) -> Energy:
 
 
 def gaussian_tilt(m: Tensor, S: Tensor, A: Tensor, c: Tensor, beta: float) -> tuple[Tensor, Tensor]:
-    """q ∝ N(m, S) exp(-beta/2 (x-c)^T A (x-c)) = N(m_q, S_q) (digest A.8, O-A1):
+    """q ∝ N(m, S) exp(-beta/2 (x-c)^T A (x-c)) = N(m_q, S_q) (closed form, docs/efm_qipo.md):
 
     S_q = (S^-1 + beta A)^-1,   m_q = S_q (S^-1 m + beta A c).
     """
@@ -287,7 +305,7 @@ def gaussian_tilt(m: Tensor, S: Tensor, A: Tensor, c: Tensor, beta: float) -> tu
 
 
 def linear_tilt(m: Tensor, S: Tensor, g: Tensor, beta: float) -> tuple[Tensor, Tensor]:
-    """q ∝ N(m, S) exp(-beta g^T x) = N(m - beta S g, S) (digest A.8, O-A2)."""
+    """q ∝ N(m, S) exp(-beta g^T x) = N(m - beta S g, S) (closed form, docs/efm_qipo.md)."""
     beta = check_beta(beta)
     return m.double() - beta * S.double() @ g.double(), S.double().clone()
 
@@ -317,7 +335,7 @@ def gmm_quadratic_tilt(
 
 
 def gaussian_log_normalizer(m: Tensor, S: Tensor, A: Tensor, c: Tensor, beta: float) -> float:
-    """log Z = log E_{N(m,S)}[exp(-beta/2 (x-c)^T A (x-c))] (the 'exact' normaliser for O-A1)."""
+    """log Z = log E_{N(m,S)}[exp(-beta/2 (x-c)^T A (x-c))] (the 'exact' normaliser of the Gaussian-quadratic tilt)."""
     mq, Sq = gaussian_tilt(m, S, A, c, beta)
     A, c, m, S = A.double(), c.double(), m.double(), S.double()
     return float(
@@ -327,7 +345,7 @@ def gaussian_log_normalizer(m: Tensor, S: Tensor, A: Tensor, c: Tensor, beta: fl
 
 
 def ot_gaussian_velocity(mu: Tensor, Sigma: Tensor) -> Callable[[Tensor, Tensor], Tensor]:
-    """Exact marginal velocity of the OT path for x_0 ~ N(0, I), x_1 ~ N(mu, Sigma) (digest A.8, O-A1):
+    """Exact marginal velocity of the OT path for x_0 ~ N(0, I), x_1 ~ N(mu, Sigma) (closed form, docs/efm_qipo.md):
 
     v*(x, t) = mu + (t Sigma - (1-t) I) C_t^-1 (x - t mu),   C_t = (1-t)^2 I + t^2 Sigma.
     """
@@ -338,7 +356,7 @@ def ot_gaussian_velocity(mu: Tensor, Sigma: Tensor) -> Callable[[Tensor, Tensor]
         tt = t.double().reshape(-1, 1, 1)
         C = (1 - tt) ** 2 * eye + tt**2 * Sigma
         M = (tt * Sigma - (1 - tt) * eye) @ torch.linalg.inv(C)
-        y = x.double() - t.double().reshape(-1, 1) * mu
+        y = x.double() - expand_time(t, x.double()) * mu
         return (mu + (M @ y.unsqueeze(-1)).squeeze(-1)).to(x.dtype)
 
     return field
@@ -346,22 +364,22 @@ def ot_gaussian_velocity(mu: Tensor, Sigma: Tensor) -> Callable[[Tensor, Tensor]
 
 # --------------------------------------------------------- guidance baseline (auxiliary energy model)
 class ContrastiveEnergyPrediction:
-    """Auxiliary-model baseline: contrastive energy prediction (CEP; QGPO, Lu et al. 2023; digest A.1/A.5).
+    """Auxiliary-model baseline: contrastive energy prediction (CEP; QGPO, Lu et al. 2023, arXiv 2304.12824).
 
     Trains a scalar f_phi(x_t, t) ≈ E_t(x_t) + const(t), the intermediate energy
-    exp(-E_t(x)) = E_{p(x_1|x_t=x)}[exp(-beta E(x_1))] (digest A.2), with the contrastive loss over groups of
+    exp(-E_t(x)) = E_{p(x_1|x_t=x)}[exp(-beta E(x_1))] (arXiv 2503.04975 Theorem 4.1), with the contrastive loss over groups of
     K clean samples {x_1^k} noised independently at one shared t:
 
         L_CEP(phi) = - E sum_k softmax_k(-beta E(x_1^k)) log softmax_k(-f_phi(x_t^k, t)).
 
-    Guidance then uses grad log q_t = grad log p_t - grad E_t (digest A.2). On the OT path with x_0 ~ N(0, I),
+    Guidance then uses grad log q_t = grad log p_t - grad E_t (arXiv 2503.04975 Theorem 4.1). On the OT path with x_0 ~ N(0, I),
     v = (x + (1-t) s) / t, hence the guided velocity (our derivation)
 
         v_q(x, t) = v_p(x, t) - scale * (1-t)/t * grad_x f_phi(x, t),
 
     where t is floored at ``t_floor`` in the factor (our choice; the factor diverges at t = 0 where grad E_0 = 0).
     scale = 1 with f trained at the target beta is exact (CEP); training f at beta = 1 and using scale = beta
-    is the CFG-like guidance, which is not exact for beta != 1 (digest A.5, Lemma 4.10).
+    is the CFG-like guidance, which is not exact for beta != 1 (arXiv 2503.04975 Lemma 4.10).
     """
 
     def __init__(self, energy_net: nn.Module, energy: Energy, beta: float, group_size: int = 16) -> None:
@@ -394,13 +412,80 @@ class ContrastiveEnergyPrediction:
             with torch.enable_grad():
                 xg = x.detach().requires_grad_(True)
                 g = torch.autograd.grad(self.net(xg, t).sum(), xg)[0]
-            tb = t.reshape(-1, *([1] * (x.dim() - 1)))
+            tb = expand_time(t, x)
             return base_field(x, t) - scale * (1 - tb) / tb.clamp_min(t_floor) * g
 
         return field
 
 
-# ------------------------------------------------------------------------------------ small trainer
+# ---------------------------------------------------------------------- fitting through the Trainer
+class _FlowFit:
+    """Trainer protocol for an EFM / ED objective: batches are rows [x, E(x)] (energy as the last column)."""
+
+    ema_names: tuple[str, ...] = ("model",)
+
+    def __init__(self, model: nn.Module, objective) -> None:
+        self.model, self.objective = model, objective
+
+    def networks(self) -> dict[str, nn.Module]:
+        return {"model": self.model}
+
+    def loss(self, batch: Tensor, step: int, generator: torch.Generator) -> tuple[Tensor, dict]:
+        out = self.objective.loss(self.model, batch[:, :-1], energy_values=batch[:, -1], generator=generator)
+        return out.loss, {"loss": out.loss.detach(), "ess": out.ess}
+
+
+class _EnergyFit:
+    """Trainer protocol for the CEP contrastive loss of the guidance baseline."""
+
+    ema_names: tuple[str, ...] = ("energy",)
+
+    def __init__(self, cep: "ContrastiveEnergyPrediction") -> None:
+        self.cep = cep
+
+    def networks(self) -> dict[str, nn.Module]:
+        return {"energy": self.cep.net}
+
+    def loss(self, batch: Tensor, step: int, generator: torch.Generator) -> tuple[Tensor, dict]:
+        loss = self.cep.loss(batch, generator=generator)
+        return loss, {"loss": loss.detach()}
+
+
+SCHEDULES = ("cosine", "constant")
+
+
+def fit_with_trainer(method, data: Tensor, *, steps: int, batch_size: int, lr: float, seed: int, schedule: str = "cosine",
+                     ema_decay: float | None = None, grad_clip: float = 0.0) -> list[float]:
+    """Fit ``method`` (Trainer protocol) on the rows of ``data`` with the shared :class:`agm.training.Trainer`.
+
+    AdamW with weight decay 0 (= Adam), no gradient clipping by default, batches drawn by the Trainer's seeded
+    generator. ``schedule='cosine'`` anneals the learning rate as lr (1 + cos(pi k / steps)) / 2 before step k
+    (set on the Trainer's optimiser between single-step ``fit`` calls; the Trainer itself has no schedule),
+    'constant' keeps it. ``ema_decay``: None keeps the final weights; a value keeps an EMA copy and loads it
+    into the network at the end. Returns the loss of every step.
+    """
+    from agm.training import Trainer
+    from agm.training.config import TrainConfig
+
+    check_positive("steps", steps, integer=True)
+    check_positive("batch_size", batch_size, integer=True)
+    check_choice("schedule", schedule, SCHEDULES)
+    if ema_decay is None:
+        method.ema_names = ()
+    cfg = TrainConfig(steps=steps, batch_size=batch_size, lr=lr, grad_clip=grad_clip, ema_decay=ema_decay or 0.0,
+                      log_every=1, tensorboard=False, progress=False, device="cpu")
+    trainer = Trainer(method, data, cfg, seed=seed)
+    losses: list[float] = []
+    for k in range(steps):
+        if schedule == "cosine":
+            for group in trainer.optimizer.param_groups:
+                group["lr"] = lr * 0.5 * (1.0 + math.cos(math.pi * k / steps))
+        losses += [r["loss"] for r in trainer.fit(k + 1)]
+    for name, ema in trainer.ema.items():
+        method.networks()[name].load_state_dict(ema.state_dict())
+    return losses
+
+
 def fit_weighted_flow(
     model: nn.Module,
     data: Tensor,
@@ -411,30 +496,24 @@ def fit_weighted_flow(
     lr: float = 2e-3,
     seed: int = 0,
     energy_values: Tensor | None = None,
+    schedule: str = "cosine",
+    ema_decay: float | None = None,
 ) -> list[float]:
-    """Minimise an EFM / ED objective over minibatches of ``data`` with Adam and a cosine learning rate.
-
-    A small loop for tests and experiments (the shared ``agm.training.Trainer`` does the same with EMA and
-    checkpoints). ``energy_values`` (N,) may be precomputed for the whole data set. Returns the loss curve.
-    """
-    check_positive("steps", steps, integer=True)
-    check_positive("batch_size", batch_size, integer=True)
-    gen = torch.Generator().manual_seed(seed)
-    if energy_values is not None and energy_values.shape != (data.shape[0],):
+    """Minimise an EFM / ED objective over minibatches of ``data`` with the shared Trainer (``fit_with_trainer``:
+    AdamW without weight decay, cosine learning rate by default). ``energy_values`` (N,) may be precomputed for
+    the whole data set (else E is evaluated once on all of ``data``). Returns the loss curve."""
+    if data.dim() != 2:
+        raise DataError(f"data has shape {tuple(data.shape)}; accepted: (N, D)")
+    if energy_values is None:
+        if objective.energy is None:
+            raise ConfigError("energy=None: pass energy_values or give the objective an energy function")
+        energy_values = evaluate_energy(objective.energy, data)
+    if energy_values.shape != (data.shape[0],):
         raise DataError(f"energy_values has shape {tuple(energy_values.shape)}; accepted: ({data.shape[0]},)")
-    opt = torch.optim.Adam(model.parameters(), lr=lr)
-    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, steps)
-    losses = []
-    for _ in range(steps):
-        idx = torch.randint(0, data.shape[0], (batch_size,), generator=gen)
-        ev = None if energy_values is None else energy_values[idx]
-        out = objective.loss(model, data[idx], energy_values=ev, generator=gen)
-        opt.zero_grad(set_to_none=True)
-        out.loss.backward()
-        opt.step()
-        sched.step()
-        losses.append(float(out.loss.detach()))
-    return losses
+    check_finite_energy(energy_values)
+    rows = torch.cat([data, energy_values.to(data.dtype)[:, None]], dim=1)
+    return fit_with_trainer(_FlowFit(model, objective), rows, steps=steps, batch_size=batch_size, lr=lr, seed=seed,
+                            schedule=schedule, ema_decay=ema_decay)
 
 
 def fit_energy_model(
@@ -445,23 +524,13 @@ def fit_energy_model(
     batch_size: int = 512,
     lr: float = 2e-3,
     seed: int = 0,
+    schedule: str = "cosine",
+    ema_decay: float | None = None,
 ) -> list[float]:
-    """Minimise the CEP contrastive loss (``ContrastiveEnergyPrediction``) over random groups of ``data``
-    with Adam and a cosine learning rate (the auxiliary model of the guidance baseline). Returns the loss curve."""
-    check_positive("steps", steps, integer=True)
+    """Minimise the CEP contrastive loss (``ContrastiveEnergyPrediction``) over random groups of ``data`` with
+    the shared Trainer (``fit_with_trainer``; the auxiliary model of the guidance baseline). Returns the loss curve."""
     check_positive("batch_size", batch_size, integer=True)
     if batch_size % cep.group_size:
         raise ConfigError(f"batch_size={batch_size!r} is not accepted; it must be a multiple of group_size={cep.group_size}")
-    gen = torch.Generator().manual_seed(seed)
-    opt = torch.optim.Adam(cep.net.parameters(), lr=lr)
-    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, steps)
-    losses = []
-    for _ in range(steps):
-        idx = torch.randint(0, data.shape[0], (batch_size,), generator=gen)
-        loss = cep.loss(data[idx], generator=gen)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        sched.step()
-        losses.append(float(loss.detach()))
-    return losses
+    return fit_with_trainer(_EnergyFit(cep), data, steps=steps, batch_size=batch_size, lr=lr, seed=seed,
+                            schedule=schedule, ema_decay=ema_decay)

@@ -1,9 +1,9 @@
 """A state-conditioned flow-matching policy pi(a | s) and input normalisation.
 
 Velocity v_theta(a_t, t; s) on the linear OT path a_t = (1 - t) a_0 + t a_1, a_0 ~ N(0, I), a_1 = the
-(normalised) action, target a_1 - a_0 (EFM paper section 3 / digest A.3 with x = a, conditioned on s).
+(normalised) action, target a_1 - a_0 (arXiv 2503.04975 section 3, with x = a, conditioned on s).
 Actions are mapped affinely from the environment's box [low, high] to [-1, 1]; sampling integrates the
-ODE from t = 0 to 1 (Euler or Heun, ``steps``) and clips to [-1, 1]. This is QIPO-OT's policy (digest A.6).
+ODE from t = 0 to 1 (Euler or Heun, ``steps``) and clips to [-1, 1]. This is QIPO-OT's policy (arXiv 2503.04975 section 5).
 """
 from __future__ import annotations
 

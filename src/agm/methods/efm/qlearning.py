@@ -1,15 +1,15 @@
-"""Twin Q-network and in-support softmax Q-learning (QGPO / QIPO; digest A.6).
+"""Twin Q-network and in-support softmax Q-learning (QGPO / QIPO; arXiv 2503.04975 section 5, Algorithm 2).
 
-Target (QGPO's official code, used by QIPO per summaries; digest A.6):
+Target (QGPO's official code, used by QIPO):
 
     y = r + gamma (1 - d) sum_j softmax_j(beta_Q Q'(s', a'_j)) Q'(s', a'_j),   a'_j ~ mu(. | s'), j = 1..M,
 
 Q' = Polyak target network (min over its two heads), loss = mean over both heads of (Q_k(s, a) - y)^2.
 beta_Q -> infinity gives the in-support max, beta_Q = 0 the behaviour value (SARSA-like expectation).
+The gradient steps go through the shared :class:`agm.training.Trainer`; the Polyak target network is the
+Trainer's EMA of Q with decay 1 - tau (EMA: target <- target + (1 - decay) (Q - target)).
 """
 from __future__ import annotations
-
-import copy
 
 import torch
 from torch import Tensor, nn
@@ -46,34 +46,52 @@ class TwinQ(nn.Module):
         return out.reshape(B, M)
 
 
-class SoftmaxQLearner:
-    """In-support softmax Q-learning with a Polyak target (module docstring)."""
+def check_q_options(gamma: float, beta_q: float) -> None:
+    if not (0.0 <= gamma < 1.0):
+        raise ConfigError(f"gamma={gamma!r} is not accepted; it must satisfy 0 <= gamma < 1")
+    check_positive("beta_q", beta_q, allow_zero=True)
 
-    def __init__(self, q: TwinQ, *, gamma: float = 0.99, tau: float = 0.005, beta_q: float = 1.0, lr: float = 3e-4) -> None:
-        if not (0.0 <= gamma < 1.0):
-            raise ConfigError(f"gamma={gamma!r} is not accepted; it must satisfy 0 <= gamma < 1")
-        if not (0.0 < tau <= 1.0):
-            raise ConfigError(f"tau={tau!r} is not accepted; it must satisfy 0 < tau <= 1")
-        check_positive("beta_q", beta_q, allow_zero=True)
-        check_positive("q_lr", lr)
-        self.q, self.q_target = q, copy.deepcopy(q).requires_grad_(False)
-        self.gamma, self.tau, self.beta_q = gamma, tau, float(beta_q)
-        self.opt = torch.optim.Adam(q.parameters(), lr=lr)
+
+def softmax_q_target(q_target: TwinQ, rewards: Tensor, next_obs: Tensor, terminals: Tensor, next_support: Tensor,
+                     gamma: float, beta_q: float) -> Tensor:
+    """y = r + gamma (1 - d) sum_j softmax_j(beta_Q Q'(s', a'_j)) Q'(s', a'_j)   (B,), no gradient."""
+    qn = q_target.q_support(next_obs, next_support)
+    v = (torch.softmax(beta_q * qn, dim=1) * qn).sum(1)
+    return rewards + gamma * (1.0 - terminals.float()) * v
+
+
+def td_loss(q: TwinQ, q_target: TwinQ, batch: dict, gamma: float, beta_q: float) -> Tensor:
+    """mean over both heads of (Q_k(s, a) - y)^2 for a batch dict (obs, act, rew, next_obs, term, next_support)."""
+    y = softmax_q_target(q_target, batch["rew"], batch["next_obs"], batch["term"], batch["next_support"], gamma, beta_q)
+    return (q(batch["obs"], batch["act"]) - y[:, None]).pow(2).mean()
+
+
+class SoftmaxQLearner:
+    """In-support softmax Q-learning as a Trainer method (networks {'q'}; its EMA is the target network).
+
+    Train with ``Trainer(learner, batch_fn, TrainConfig(ema_decay=1 - tau, ...))`` after ``learner.bind(trainer)``;
+    batches are dicts with keys obs, act, rew, next_obs, term, next_support (B, M, act_dim).
+    """
+
+    ema_names = ("q",)
+
+    def __init__(self, q: TwinQ, *, gamma: float = 0.99, beta_q: float = 1.0) -> None:
+        check_q_options(gamma, beta_q)
+        self.q, self.gamma, self.beta_q = q, gamma, float(beta_q)
+        self.q_target: TwinQ | None = None
+
+    def bind(self, trainer) -> None:
+        """Use the trainer's EMA copy of Q as the Polyak target network."""
+        self.q_target = trainer.ema["q"].model
+
+    def networks(self) -> dict[str, nn.Module]:
+        return {"q": self.q}
 
     def target(self, rewards: Tensor, next_obs: Tensor, terminals: Tensor, next_support: Tensor) -> Tensor:
-        """y = r + gamma (1 - d) sum_j softmax_j(beta_Q Q'(s', a'_j)) Q'(s', a'_j)   (B,)."""
-        qn = self.q_target.q_support(next_obs, next_support)
-        v = (torch.softmax(self.beta_q * qn, dim=1) * qn).sum(1)
-        return rewards + self.gamma * (1.0 - terminals.float()) * v
+        return softmax_q_target(self.q_target, rewards, next_obs, terminals, next_support, self.gamma, self.beta_q)
 
-    def step(self, obs: Tensor, act: Tensor, rewards: Tensor, next_obs: Tensor, terminals: Tensor, next_support: Tensor) -> float:
-        """One gradient step on mean_k (Q_k(s, a) - y)^2 and a Polyak update; returns the loss."""
-        y = self.target(rewards, next_obs, terminals, next_support)
-        loss = (self.q(obs, act) - y[:, None]).pow(2).mean()
-        self.opt.zero_grad(set_to_none=True)
-        loss.backward()
-        self.opt.step()
-        with torch.no_grad():
-            for p, pt in zip(self.q.parameters(), self.q_target.parameters()):
-                pt.lerp_(p, self.tau)
-        return float(loss.detach())
+    def loss(self, batch: dict, step: int, generator: torch.Generator) -> tuple[Tensor, dict]:
+        if self.q_target is None:
+            raise ConfigError("SoftmaxQLearner has no target network: call learner.bind(trainer) first")
+        loss = td_loss(self.q, self.q_target, batch, self.gamma, self.beta_q)
+        return loss, {"loss": loss.detach()}

@@ -1,19 +1,19 @@
 """Generalised flow-map objectives on Riemannian manifolds (Davis, Albergo, Boffi, Bronstein, Bose, ICLR 2026,
-arXiv 2510.21608; soc-adjoint-flowmaps-digest.md §B2-§B5, §B9).
+arXiv 2510.21608; equations (F2)-(F7) of docs/flowmaps.md).
 
 With I_s the geodesic interpolant (``GeodesicPath``), ``sg`` = stop-gradient and every norm the metric
 norm at the base point of the vector (here always X_{s,t}(I_s), after projection onto its tangent space):
 
-    L_RFM  = E_t || v_{t,t}(I_t) - dI_t/dt ||_g^2                                               (§B4 diagonal)
+    L_RFM  = E_t || v_{t,t}(I_t) - dI_t/dt ||_g^2                                               (F3)        
     G-LSD  = E_{s<t} || d/dt X_{s,t}(I_s) - sg[ v_{t,t}( X_{s,t}(I_s) ) ] ||_g^2                 (Lagrangian)
     G-ESD  = E_{s<t} || d/ds X_{s,t}(I_s) + sg[ dX_{s,t}|_{I_s} [ v_{s,s}(I_s) ] ] ||_g^2          (Eulerian)
     G-PSD  = E_{s<t} d_g( X_{s,t}(I_s), sg[ X_{u,t}( X_{s,u}(I_s) ) ] )^2,  u = (s + t)/2         (progressive)
-    L      = mean(L_RFM) + mean(L_SD)                                                            (1:1, §B4 [R])
+    L      = mean(L_RFM) + mean(L_SD)                                                            (F7)          
 
 Time derivatives are forward-mode JVPs (``torch.func.jvp``) in ambient coordinates; the spatial JVP of
-G-ESD is detached (no second-order terms), as the digest states.
+G-ESD is detached (no second-order terms), as the paper prescribes.
 
-Reconstructed choices (digest §B9, marked [X]; each is an option of :class:`FlowMapObjective`):
+Choices the paper leaves open (our reconstruction; each is an option of :class:`FlowMapObjective`, see docs/flowmaps.md):
 ``diag_fraction`` (0.75; the share of the batch on the diagonal s = t), ``st_sampling`` ('scaled':
 t ~ U[0,1], s = t U [X]; alternative 'sorted': (s, t) = sorted pair of uniforms), ``midpoint`` ('mid':
 u = (s+t)/2 [R]; alternative 'uniform': u ~ U[s, t]). No time weighting.
@@ -41,14 +41,14 @@ def tangent_sqnorm(manifold: Manifold, x: Tensor, r: Tensor) -> Tensor:
 
 
 def rfm_loss(flow_map: FlowMap, path: GeodesicPath, x0: Tensor, x1: Tensor, t: Tensor) -> Tensor:
-    """Per-sample Riemannian flow matching loss ||v_{t,t}(I_t) - dI_t/dt||_g^2 (digest §B2, §B4 diagonal)."""
+    """Per-sample Riemannian flow matching loss ||v_{t,t}(I_t) - dI_t/dt||_g^2 (docs/flowmaps.md (F3))."""
     ps = path.sample(x0, x1, t)
     v = flow_map.velocity(t, t, ps.xt)
     return tangent_sqnorm(path.manifold, ps.xt, v - ps.target.detach())
 
 
 def lagrangian_loss(flow_map: FlowMap, xs: Tensor, s: Tensor, t: Tensor) -> Tensor:
-    """Per-sample G-LSD: ||d/dt X_{s,t}(x_s) - sg[v_{t,t}(sg X_{s,t}(x_s))]||_g^2 (digest §B4, Lagrangian eq.)."""
+    """Per-sample G-LSD: ||d/dt X_{s,t}(x_s) - sg[v_{t,t}(sg X_{s,t}(x_s))]||_g^2 (docs/flowmaps.md (F4))."""
     xst, dxdt = jvp(lambda tt: flow_map(s, tt, xs), (t,), (torch.ones_like(t),))
     with torch.no_grad():
         xd = xst.detach()
@@ -57,7 +57,7 @@ def lagrangian_loss(flow_map: FlowMap, xs: Tensor, s: Tensor, t: Tensor) -> Tens
 
 
 def eulerian_loss(flow_map: FlowMap, xs: Tensor, s: Tensor, t: Tensor) -> Tensor:
-    """Per-sample G-ESD: ||d/ds X_{s,t}(x_s) + sg[dX_{s,t}|_{x_s}[v_{s,s}(x_s)]]||_g^2 (digest §B4, Eulerian eq.)."""
+    """Per-sample G-ESD: ||d/ds X_{s,t}(x_s) + sg[dX_{s,t}|_{x_s}[v_{s,s}(x_s)]]||_g^2 (docs/flowmaps.md (F5))."""
     xst, dxds = jvp(lambda ss: flow_map(ss, t, xs), (s,), (torch.ones_like(s),))
     with torch.no_grad():
         v = flow_map.velocity(s, s, xs)
@@ -66,7 +66,7 @@ def eulerian_loss(flow_map: FlowMap, xs: Tensor, s: Tensor, t: Tensor) -> Tensor
 
 
 def progressive_loss(flow_map: FlowMap, xs: Tensor, s: Tensor, t: Tensor, u: Tensor | None = None) -> Tensor:
-    """Per-sample G-PSD: d_g(X_{s,t}(x_s), sg[X_{u,t}(X_{s,u}(x_s))])^2, u = (s+t)/2 by default (digest §B4)."""
+    """Per-sample G-PSD: d_g(X_{s,t}(x_s), sg[X_{u,t}(X_{s,u}(x_s))])^2, u = (s+t)/2 by default (docs/flowmaps.md (F6))."""
     if u is None:
         u = 0.5 * (s + t)
     with torch.no_grad():
@@ -82,7 +82,7 @@ SD_LOSSES: dict[str, Callable[..., Tensor]] = {
 
 
 class FlowMapObjective:
-    """L = mean L_RFM (diagonal) + mean L_SD (off-diagonal) for one self-distillation method (GFM §B4, §B5).
+    """L = mean L_RFM (diagonal) + mean L_SD (off-diagonal) for one self-distillation method (docs/flowmaps.md (F7)).
 
     Args:
         path: the geodesic path (carries the manifold).
@@ -111,9 +111,10 @@ class FlowMapObjective:
         self.st_sampling, self.midpoint = st_sampling, midpoint
 
     def sample_st(self, n: int, *, generator: torch.Generator | None = None, dtype=torch.float32) -> tuple[Tensor, Tensor]:
-        """Off-diagonal times 0 <= s <= t <= 1 by the configured scheme."""
-        a = torch.rand(n, generator=generator, dtype=dtype)
-        b = torch.rand(n, generator=generator, dtype=dtype)
+        """Off-diagonal times 0 <= s <= t <= 1 by the configured scheme (on the generator's device)."""
+        dev = generator.device if generator is not None else None
+        a = torch.rand(n, generator=generator, dtype=dtype, device=dev)
+        b = torch.rand(n, generator=generator, dtype=dtype, device=dev)
         if self.st_sampling == "scaled":
             return a * b, a
         return torch.minimum(a, b), torch.maximum(a, b)
@@ -122,17 +123,18 @@ class FlowMapObjective:
         """Return {'loss': scalar, 'diag': per-sample L_RFM, 'sd': per-sample L_SD (empty for 'rfm')}."""
         b = x0.shape[0]
         n_diag = b if self.method == "rfm" else min(b - 1, max(1, round(self.diag_fraction * b)))
-        t = self.path.sample_t(n_diag, generator=generator, dtype=x0.dtype)
+        t = self.path.sample_t(n_diag, generator=generator, dtype=x0.dtype).to(x0.device)
         diag = rfm_loss(flow_map, self.path, x0[:n_diag], x1[:n_diag], t)
         loss = diag.mean()
         sd = x0.new_zeros(0)
         if self.method != "rfm":
-            s, tt = self.sample_st(b - n_diag, generator=generator, dtype=x0.dtype)
+            s, tt = (a.to(x0.device) for a in self.sample_st(b - n_diag, generator=generator, dtype=x0.dtype))
             xs = self.path.point(x0[n_diag:], x1[n_diag:], s)
             if self.method == "progressive":
                 u = None
                 if self.midpoint == "uniform":
-                    u = s + (tt - s) * torch.rand(s.shape[0], generator=generator, dtype=x0.dtype)
+                    dev = generator.device if generator is not None else None
+                    u = s + (tt - s) * torch.rand(s.shape[0], generator=generator, dtype=x0.dtype, device=dev).to(x0.device)
                 sd = progressive_loss(flow_map, xs, s, tt, u)
             else:
                 sd = SD_LOSSES[self.method](flow_map, xs, s, tt)

@@ -1,6 +1,6 @@
-"""Flow-map parameterisation on a manifold and its network (GFM; soc-adjoint-flowmaps-digest.md §B3, §B9).
+"""Flow-map parameterisation on a manifold and its network (GFM, arXiv 2510.21608; docs/flowmaps.md (F1)).
 
-    X_{s,t}(x) = exp_x((t - s) v_{s,t}(x)),   v_{s,t}(x) = proj_{T_x M}(f_theta(s, t, x))       (§B3)
+    X_{s,t}(x) = exp_x((t - s) v_{s,t}(x)),   v_{s,t}(x) = proj_{T_x M}(f_theta(s, t, x))       (F1)
 
 so X_{s,s} = id for any weights, the output lies on M, and the diagonal v_{t,t} is the ODE velocity
 (tangent condition). With Euclidean operations this is the Euclidean flow map x + (t - s) v_{s,t}(x).
@@ -21,7 +21,7 @@ def time_features(tau: Tensor, n_freq: int) -> Tensor:
     """Low-frequency features of a time in [0, 1]: [tau, sin(pi k tau), cos(pi k tau)], k = 1..n_freq.
 
     Low frequencies keep d/dt of the network moderate, which the JVP-based G-LSD/G-ESD targets need
-    (our choice, digest §B9 only says 'feed (s, t)').
+    (our choice; the paper only says the network takes (s, t)).
     """
     k = torch.arange(1, n_freq + 1, dtype=tau.dtype, device=tau.device)
     a = math.pi * tau.reshape(-1, 1) * k
@@ -31,7 +31,7 @@ def time_features(tau: Tensor, n_freq: int) -> Tensor:
 class FlowMapMLP(nn.Module):
     """f_theta(s, t, x) -> ambient vector: an MLP on [features(x), time_features(s), time_features(t - s)].
 
-    Times enter as s and t - s (digest §B5 implementation note). Output size = manifold.ambient_dim.
+    Times enter as s and t - s (our choice, docs/flowmaps.md). Output size = manifold.ambient_dim.
     """
 
     def __init__(self, manifold: Manifold, hidden: int = 256, depth: int = 3, n_freq: int = 4, act: str = "silu") -> None:
@@ -47,10 +47,10 @@ class FlowMapMLP(nn.Module):
 
 
 class FlowMap(nn.Module):
-    """X_{s,t}(x) = exp_x((t - s) proj_x f(s, t, x)) (GFM §B3). ``net`` is any f(s, t, x) -> ambient vector.
+    """X_{s,t}(x) = exp_x((t - s) proj_x f(s, t, x)) (docs/flowmaps.md (F1)). ``net`` is any f(s, t, x) -> ambient vector.
 
     ``velocity(s, t, x)`` is v_{s,t}(x); ``velocity(t, t, x)`` is the learned ODE field v_t (tangent
-    condition, digest §B3), which the many-step Riemannian ODE sampler integrates.
+    condition, docs/flowmaps.md (F1)), which the many-step Riemannian ODE sampler integrates.
     """
 
     def __init__(self, manifold: Manifold, net: nn.Module) -> None:

@@ -1,4 +1,4 @@
-"""Samplers on a manifold: k-step flow-map sampling and a Riemannian ODE sampler (GFM; digest §B2, §B5).
+"""Samplers on a manifold: k-step flow-map sampling and a Riemannian ODE sampler (GFM, arXiv 2510.21608; docs/flowmaps.md (F8)).
 
 Flow-map sampling (1 network evaluation per step), on a grid 0 = t_0 < ... < t_k = 1:
     x_{i+1} = X_{t_i, t_{i+1}}(x_i)
@@ -21,7 +21,7 @@ from agm.samplers.base import Field, time_grid
 
 
 class FlowMapSampler:
-    """k-step flow-map sampler x <- X_{t_i, t_{i+1}}(x) on a uniform grid of ``steps`` steps (GFM §B5)."""
+    """k-step flow-map sampler x <- X_{t_i, t_{i+1}}(x) on a uniform grid of ``steps`` steps (docs/flowmaps.md (F8))."""
 
     def __init__(self, steps: int = 1, t0: float = 0.0, t1: float = 1.0, project: bool = True) -> None:
         time_grid(steps)  # validates steps (ConfigError for 0, negative, non-integer)

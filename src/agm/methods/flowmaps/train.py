@@ -1,110 +1,123 @@
-"""A small training / evaluation loop for flow maps on manifolds (GFM §B5 pseudocode; digest part B).
+"""Flow maps on the shared Trainer: the method object (Trainer protocol), an in-process training call, sampling
+and evaluation (GFM, arXiv 2510.21608; equations (F1)-(F7) of docs/flowmaps.md).
 
-One Adam step per batch on L = mean L_RFM + mean L_SD (:class:`agm.methods.flowmaps.losses.FlowMapObjective`),
-with x0 ~ rho_0 (manifold prior) and x1 ~ data drawn independently (no coupling), cosine learning-rate
-decay, gradient clipping and an exponential moving average (EMA) of the weights used for sampling.
-Evaluation compares k-step samples with held-out data by geodesic MMD^2 and geodesic W2.
+The Trainer (:class:`agm.training.Trainer`) owns the loop: batches x1 ~ data drawn with its generator, AdamW
+(weight decay 0 by default, i.e. Adam), per-network gradient clipping, the EMA of the flow map (the EMA copy is
+what sampling uses), the NaN guard, checkpoints and metrics. Each step the method draws x0 ~ rho_0 (the manifold's
+prior, independent of x1: no coupling) and returns L = mean L_RFM + mean L_SD
+(:class:`agm.methods.flowmaps.losses.FlowMapObjective`). ``train.lr`` is constant (the Trainer has no schedule).
 """
 from __future__ import annotations
 
-import copy
-import math
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
+from typing import Any
 
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 
-from agm.errors import ConfigError, NonFiniteLossError, check_choice, check_positive
+from agm.errors import ConfigError, DataError, check_choice, check_positive
 from agm.manifolds.base import Manifold
 from agm.metrics.geodesic import geodesic_mmd2, geodesic_w2
+from agm.methods.flowmaps.config import Config
+from agm.methods.flowmaps.losses import FlowMapObjective
 from agm.methods.flowmaps.nets import FlowMap, FlowMapMLP
-from agm.methods.flowmaps.losses import METHODS, FlowMapObjective
-from agm.paths.geodesic import GeodesicPath
 from agm.methods.flowmaps.sampler import FlowMapSampler, RiemannianODESampler
+from agm.paths.geodesic import GeodesicPath
 
 
-@dataclass
-class FlowMapTrainConfig:
-    """Settings of one flow-map run (every field is validated in ``validate``)."""
+def cpu_generator(generator: torch.Generator | None) -> torch.Generator | None:
+    """A CPU generator for the manifold priors (which draw on the CPU): ``generator`` itself when it is a CPU one,
+    else a CPU generator seeded from one draw of ``generator`` (so a CUDA run stays reproducible and resumable)."""
+    if generator is None or generator.device.type == "cpu":
+        return generator
+    seed = int(torch.randint(0, 2**62, (1,), generator=generator, device=generator.device))
+    return torch.Generator().manual_seed(seed)
 
-    method: str = "lagrangian"  # rfm | lagrangian | eulerian | progressive
-    iters: int = 2000
-    batch: int = 256
-    lr: float = 1e-3
-    hidden: int = 128
-    depth: int = 3
-    n_freq: int = 4
-    diag_fraction: float = 0.75  # [X] digest §B9
-    st_sampling: str = "scaled"  # [X] 'scaled' | 'sorted'
-    midpoint: str = "mid"  # G-PSD: 'mid' [R] | 'uniform' [X]
-    ema: float = 0.995  # 0 disables the EMA
-    grad_clip: float = 1.0
-    seed: int = 0
 
-    def validate(self) -> None:
-        """Raise ConfigError naming the first bad field."""
-        check_choice("method", self.method, METHODS)
-        for name in ("iters", "batch", "hidden", "depth", "n_freq"):
-            check_positive(name, getattr(self, name), integer=True)
-        check_positive("lr", self.lr)
-        check_positive("grad_clip", self.grad_clip)
-        if self.batch < 2:
-            raise ConfigError(f"batch={self.batch!r} is not accepted; it must be >= 2")
-        if not (0.0 <= self.ema < 1.0):
-            raise ConfigError(f"ema={self.ema!r} is not accepted; it must be in [0, 1)")
+def build_flow_map(manifold: Manifold, cfg: Config) -> FlowMap:
+    """X_{s,t}(x) = exp_x((t - s) v_{s,t}(x)) with f_theta = FlowMapMLP(cfg.model) (docs/flowmaps.md (F1))."""
+    return FlowMap(manifold, FlowMapMLP(manifold, cfg.model.hidden, cfg.model.depth, cfg.model.n_freq))
 
-    def to_dict(self) -> dict:
-        return asdict(self)
+
+class FlowMapMethod:
+    """The Trainer protocol for flow maps: one network ``flow_map`` (EMA kept) and its loss.
+
+    ``loss(x1, step, generator)``: x0 ~ rho_0 drawn with ``generator``; L = mean L_RFM + mean L_SD for cfg.method
+    ('rfm' trains the diagonal only: the Riemannian flow-matching baseline).
+    """
+
+    ema_names = ("flow_map",)
+
+    def __init__(self, manifold: Manifold, cfg: Config) -> None:
+        self.manifold, self.cfg = manifold, cfg
+        self.flow_map = build_flow_map(manifold, cfg)
+        o = cfg.objective
+        self.objective = FlowMapObjective(GeodesicPath(manifold), cfg.method, o.diag_fraction, o.st_sampling, o.midpoint)
+
+    def networks(self) -> dict[str, nn.Module]:
+        return {"flow_map": self.flow_map}
+
+    def loss(self, batch: Tensor, step: int, generator: torch.Generator) -> tuple[Tensor, dict[str, Any]]:
+        if not isinstance(self.flow_map, FlowMap):  # the Trainer wrapped it in DistributedDataParallel (torchrun)
+            raise ConfigError(
+                "flow maps train in one process: the losses call the flow map's velocity and forward-mode JVPs, which "
+                "DistributedDataParallel does not pass through; run 'agm flowmaps train' without torchrun"
+            )
+        x1 = batch
+        x0 = self.manifold.random_base(x1.shape[0], generator=cpu_generator(generator), dtype=x1.dtype).to(x1.device)
+        out = self.objective(self.flow_map, x0, x1, generator=generator)
+        logs = {"loss": out["loss"].detach(), "diag": out["diag"].detach().mean()}
+        if out["sd"].numel():
+            logs["sd"] = out["sd"].detach().mean()
+        return out["loss"], logs
 
 
 @dataclass
 class TrainResult:
-    """The trained (EMA) flow map and the loss history (every 100 steps)."""
+    """The trained flow map (its EMA copy, in eval mode) and the Trainer's logged records."""
 
     flow_map: FlowMap
     history: list[dict] = field(default_factory=list)
 
 
-def train_flow_map(manifold: Manifold, data: Tensor, cfg: FlowMapTrainConfig) -> TrainResult:
-    """Train X_{s,t} = exp_x((t - s) v_{s,t}(x)) on ``data`` (points on ``manifold``) with cfg.method."""
+def train_flow_map(manifold: Manifold, data: Tensor, cfg: Config, out_dir: str | None = None) -> TrainResult:
+    """Train a flow map on ``data`` (points on ``manifold``) in process, through the shared Trainer.
+
+    The same loop as ``agm flowmaps train`` (network initialised from torch.manual_seed(cfg.seed), batches and
+    prior draws from the Trainer's generator seeded with cfg.seed); ``out_dir`` (None: nothing written) gets
+    checkpoints and metrics.jsonl. Returns the EMA flow map.
+    """
+    from agm.training.devices import resolve_device
+    from agm.training.trainer import Trainer
+
     cfg.validate()
     manifold.check_point(data, "data")
+    device = resolve_device(cfg.train.device)
     torch.manual_seed(cfg.seed)
-    g = torch.Generator().manual_seed(cfg.seed)
-    fm = FlowMap(manifold, FlowMapMLP(manifold, cfg.hidden, cfg.depth, cfg.n_freq))
-    ema = copy.deepcopy(fm).requires_grad_(False) if cfg.ema > 0 else fm
-    obj = FlowMapObjective(GeodesicPath(manifold), cfg.method, cfg.diag_fraction, cfg.st_sampling, cfg.midpoint)
-    opt = torch.optim.Adam(fm.parameters(), lr=cfg.lr)
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda i: 0.5 * (1 + math.cos(math.pi * i / cfg.iters)))
-    history: list[dict] = []
-    run = {"loss": 0.0, "diag": 0.0, "sd": 0.0}
-    for it in range(1, cfg.iters + 1):
-        x1 = data[torch.randint(0, data.shape[0], (cfg.batch,), generator=g)]
-        x0 = manifold.random_base(cfg.batch, generator=g, dtype=data.dtype)
-        out = obj(fm, x0, x1, generator=g)
-        if not torch.isfinite(out["loss"]):
-            raise NonFiniteLossError(f"loss is {out['loss'].item()} at iteration {it} (method={cfg.method})")
-        opt.zero_grad(set_to_none=True)
-        out["loss"].backward()
-        torch.nn.utils.clip_grad_norm_(fm.parameters(), cfg.grad_clip)
-        opt.step()
-        sched.step()
-        if cfg.ema > 0:
-            with torch.no_grad():
-                for pe, p in zip(ema.parameters(), fm.parameters()):
-                    pe.lerp_(p, 1 - cfg.ema)
-        run["loss"] += out["loss"].item()
-        run["diag"] += out["diag"].mean().item()
-        run["sd"] += out["sd"].mean().item() if out["sd"].numel() else 0.0
-        if it % 100 == 0:
-            history.append({"iter": it, **{k: v / 100 for k, v in run.items()}})
-            run = {k: 0.0 for k in run}
-    return TrainResult(ema, history)
+    method = FlowMapMethod(manifold, cfg)
+    method.flow_map.to(device)
+    import dataclasses
+
+    trainer = Trainer(method, data, dataclasses.replace(cfg.train, device=str(device)), out_dir=out_dir, seed=cfg.seed)
+    history = trainer.fit()
+    ema = trainer.ema["flow_map"].model if "flow_map" in trainer.ema else method.flow_map
+    return TrainResult(ema.eval(), history)
 
 
-def sample_flow_map(flow_map: FlowMap, n: int, nfe: int, *, mode: str, seed: int = 0, ode_method: str = "euler") -> Tensor:
-    """n samples with ``nfe`` network evaluations: mode 'map' (k-step flow map X_{t_i,t_{i+1}}) or 'ode'
-    (Riemannian ODE on the diagonal v_{t,t}; euler uses nfe steps, midpoint nfe/2 steps)."""
+def sample_mode(cfg: Config, mode: str | None = None) -> str:
+    """'map' or 'ode': ``mode`` (or cfg.sample.mode); 'auto' is 'ode' for the RFM baseline and 'map' otherwise."""
+    mode = cfg.sample.mode if mode is None else mode
+    check_choice("mode", mode, ("auto", "map", "ode"))
+    if mode == "auto":
+        return "ode" if cfg.method == "rfm" else "map"
+    return mode
+
+
+def sample_flow_map(flow_map: FlowMap, n: int, nfe: int, *, mode: str, seed: int = 0, ode_method: str = "euler",
+                    generator: torch.Generator | None = None, device: torch.device | str | None = None) -> Tensor:
+    """n samples with ``nfe`` network evaluations: mode 'map' (k-step flow map X_{t_i,t_{i+1}}, (F6)) or 'ode'
+    (Riemannian ODE on the diagonal v_{t,t}; euler uses nfe steps, midpoint nfe/2 steps). The prior draws come from
+    ``generator`` (default: a CPU generator seeded with 10_000 + seed). DataError if a sample is off the manifold."""
     check_choice("mode", mode, ("map", "ode"))
     check_choice("ode_method", ode_method, RiemannianODESampler.METHODS)
     check_positive("nfe", nfe, integer=True)
@@ -112,16 +125,35 @@ def sample_flow_map(flow_map: FlowMap, n: int, nfe: int, *, mode: str, seed: int
     if mode == "ode" and ode_method == "midpoint" and nfe % 2:
         raise ConfigError(f"nfe={nfe!r} is not accepted for ode_method='midpoint'; it needs an even nfe (2 evaluations a step)")
     m = flow_map.manifold
-    x0 = m.random_base(n, generator=torch.Generator().manual_seed(10_000 + seed))
+    g = cpu_generator(generator) if generator is not None else torch.Generator().manual_seed(10_000 + seed)
+    x0 = m.random_base(n, generator=g)
+    if device is not None:
+        x0 = x0.to(device)
     if mode == "map":
-        return FlowMapSampler(nfe).sample(flow_map, x0)
-    steps = nfe if ode_method == "euler" else nfe // 2
-    return RiemannianODESampler(m, steps, ode_method).sample(flow_map.field, x0)
+        x = FlowMapSampler(nfe).sample(flow_map, x0)
+    else:
+        steps = nfe if ode_method == "euler" else nfe // 2
+        x = RiemannianODESampler(m, steps, ode_method).sample(flow_map.field, x0)
+    return check_on_manifold(m, x)
 
 
-def evaluate_samples(manifold: Manifold, samples: Tensor, heldout: Tensor, bandwidth: float, seed: int = 0, max_samples: int = 1000) -> dict:
-    """{'mmd2': geodesic MMD^2 with ``bandwidth``, 'mmd2_narrow': the same with bandwidth / 4, 'w2': geodesic W2, 'on_manifold': all rows within manifold.atol,
-    'constraint_max_err': max constraint violation (see ``Manifold.constraint_error``)}."""
+def check_on_manifold(manifold: Manifold, x: Tensor) -> Tensor:
+    """x, or DataError saying how many samples left the manifold (NaN/inf counts as off)."""
+    ok = manifold.belongs(x)
+    if not bool(ok.all()):
+        bad = int((~ok).sum())
+        err = float(manifold.constraint_error(x[~ok].nan_to_num(nan=float("inf"))).max()) if bad else 0.0
+        raise DataError(
+            f"{bad} of {x.shape[0]} samples are not on {manifold.describe()} (largest constraint error {err:.3g}, "
+            f"tolerance {manifold.atol:g}; {manifold.constraint()}); the sampler diverged: try more steps or a longer-trained model"
+        )
+    return x
+
+
+def evaluate_samples(manifold: Manifold, samples: Tensor, heldout: Tensor, bandwidth: float, seed: int = 0,
+                     max_samples: int = 1000) -> dict:
+    """{'mmd2': geodesic MMD^2 with ``bandwidth``, 'mmd2_narrow': the same with bandwidth / 4, 'w2': geodesic W2,
+    'on_manifold': all rows within manifold.atol, 'constraint_max_err': max constraint violation}."""
     err = float(manifold.constraint_error(samples).max())
     return {
         "mmd2": geodesic_mmd2(manifold, samples, heldout, bandwidth=bandwidth, max_samples=max_samples, seed=seed),
@@ -130,3 +162,7 @@ def evaluate_samples(manifold: Manifold, samples: Tensor, heldout: Tensor, bandw
         "on_manifold": bool(manifold.belongs(samples).all()),
         "constraint_max_err": err,
     }
+
+
+__all__ = ["FlowMapMethod", "TrainResult", "build_flow_map", "train_flow_map", "sample_flow_map", "sample_mode",
+           "check_on_manifold", "evaluate_samples", "cpu_generator"]
