@@ -80,8 +80,24 @@ def _version() -> str:
         return getattr(agm, "__version__", "unknown")
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """The real parser: core commands, then every method's ``cli.register``."""
+_CORE_COMMANDS = ("toy", "score")
+
+
+def _first_command(argv: list[str] | None) -> str | None:
+    """The command word of ``argv`` (its first token that is not an option), or None."""
+    for tok in argv or []:
+        if not tok.startswith("-"):
+            return tok
+    return None
+
+
+def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
+    """The real parser: core commands, then every method's ``cli.register``.
+
+    With ``argv``, method CLI modules are imported only until one registers the command ``argv`` names
+    (``agm train ...`` imports AGM's CLI alone): commands start fast, and one method's import error cannot
+    break another method's commands. Without ``argv`` (or for ``agm --help``) every method is registered.
+    """
     import importlib
     import importlib.util
 
@@ -90,19 +106,45 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="agm", description="Generative models with a vector field and a scalar potential (AGM and friends).")
     p.add_argument("--version", action="version", version=f"agm {_version()}")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for name in METHODS:
+    wanted = _first_command(argv)
+    if wanted in _CORE_COMMANDS:
+        _register_core(sub)
+        return p
+    order = list(METHODS)
+    if wanted in order:  # `agm <method> ...`: that method first (and, found, alone)
+        order.remove(wanted)
+        order.insert(0, wanted)
+    for name in order:
         if importlib.util.find_spec(f"agm.methods.{name}.cli") is not None:
             importlib.import_module(f"agm.methods.{name}.cli").register(sub)
+        if wanted is not None and wanted in sub.choices:
+            break
     _register_core(sub)
     return p
 
 
-def _split_overrides(argv: list[str]) -> tuple[list[str], list[str]]:
-    """Pull ``key=value`` tokens out of argv (wherever they stand) unless they are an option's value."""
+def _flag_options(parser: argparse.ArgumentParser) -> set[str]:
+    """Every option string of ``parser`` and its sub-parsers that takes no value (store_true, help, ...)."""
+    out: set[str] = set()
+    for action in parser._actions:
+        if action.option_strings and action.nargs == 0:
+            out.update(action.option_strings)
+        if isinstance(action, argparse._SubParsersAction):
+            for sub in action.choices.values():
+                out |= _flag_options(sub)
+    return out
+
+
+def _split_overrides(argv: list[str], flags: set[str] | None = None) -> tuple[list[str], list[str]]:
+    """Pull ``key=value`` tokens out of argv (wherever they stand) unless they are an option's value.
+
+    ``flags``: the options that take no value (a key=value right after one is an override); default: the
+    common ones, extended by :func:`main` with every such option of the real parser."""
+    flags = _FLAGS if flags is None else (flags | _FLAGS)
     rest, overrides = [], []
     for i, tok in enumerate(argv):
         prev = argv[i - 1] if i > 0 else ""
-        takes_value = prev.startswith("-") and "=" not in prev and prev not in _FLAGS
+        takes_value = prev.startswith("-") and "=" not in prev and prev not in flags
         if _OVERRIDE.match(tok) and not takes_value:
             overrides.append(tok)
         else:
@@ -116,8 +158,11 @@ _FLAGS = {"--overwrite", "--no-plots", "--help", "-h", "--version", "--progress"
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    parser = build_parser()
-    rest, overrides = _split_overrides(argv)
+    if argv[:1] == ["--version"]:  # answered without importing any method
+        print(f"agm {_version()}")
+        return 0
+    parser = build_parser([t for t in argv if not _OVERRIDE.match(t)])
+    rest, overrides = _split_overrides(argv, _flag_options(parser))
     args = parser.parse_args(rest)
     if overrides:
         if not hasattr(args, "overrides"):

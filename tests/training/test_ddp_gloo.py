@@ -137,3 +137,75 @@ def test_world_size_must_divide_batch():
 def test_rank_seeds_differ_and_rank0_keeps_seed():
     assert rank_seed(5, 0) == 5
     assert len({rank_seed(5, r) for r in range(8)}) == 8
+
+
+# ---- world size on resume (issue 16, item 8): N processes -> M, both directions, with a warning -------------
+def _data_for(rank: int, world: int):
+    batches = _global_batches()
+    local = GLOBAL_B // world
+
+    def data(step, generator):
+        return batches[step % STEPS][rank * local : (rank + 1) * local]
+
+    return data
+
+
+def _long_cfg(steps):
+    import dataclasses
+
+    return dataclasses.replace(_cfg(), steps=steps, ckpt_every=steps)
+
+
+def _resume_worker(rank: int, world: int, init_file: str, out_dir: str, result_dir: str) -> None:
+    import warnings
+
+    import torch.distributed as dist
+
+    torch.set_num_threads(1)
+    dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=world)
+    try:
+        ctx = DistContext(rank, world, rank, "cpu")
+        tr = Trainer(_make(), _data_for(rank, world), _long_cfg(2 * STEPS), out_dir=out_dir, seed=3, dist_ctx=ctx)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            step = tr.resume()
+        params = {k: v.clone() for k, v in tr.nets["drift"].state_dict().items()}
+        tr.fit()  # continues on 2 processes and writes a checkpoint marked world_size=2
+        torch.save({"step": step, "warnings": [str(w.message) for w in caught], "params": params,
+                    "final_step": tr.step}, os.path.join(result_dir, f"resume_rank{rank}.pt"))
+    finally:
+        dist.destroy_process_group()
+
+
+def test_resume_on_another_world_size_both_ways(tmp_path):
+    import json
+
+    from agm.training.checkpoint import RUN_FORMAT
+
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "run.json").write_text(json.dumps({"format": RUN_FORMAT, "version": 1}))
+    one = Trainer(_make(), _data_for(0, 1), _long_cfg(STEPS), out_dir=run, seed=3)
+    one.fit()  # a checkpoint written by 1 process
+    written = {k: v.clone() for k, v in one.nets["drift"].state_dict().items()}
+    # 1 -> 2: accepted, with the warning; networks exact
+    mp.spawn(_resume_worker, args=(2, str(tmp_path / "init"), str(run), str(tmp_path)), nprocs=2, join=True)
+    for r in (0, 1):
+        res = torch.load(tmp_path / f"resume_rank{r}.pt", weights_only=True)
+        assert res["step"] == STEPS and res["final_step"] == 2 * STEPS
+        assert any("written by 1 process(es) on 2" in w and "statistically equal" in w for w in res["warnings"]), res["warnings"]
+        for k, v in written.items():
+            assert torch.equal(res["params"][k], v)
+    # 2 -> 1: the 2-process checkpoint resumes on one process, with the same warning; networks exact
+    state = json.loads((run / "checkpoints" / (run / "checkpoints" / "latest").read_text().strip() / "state.json").read_text())
+    assert state["world_size"] == 2 and state["step"] == 2 * STEPS
+    back = Trainer(_make(), _data_for(0, 1), _long_cfg(3 * STEPS), out_dir=run, seed=3)
+    with pytest.warns(RuntimeWarning, match=r"written by 2 process\(es\) on 1.*statistically equal"):
+        assert back.resume() == 2 * STEPS
+    from agm.training.checkpoint import latest_checkpoint, load_checkpoint, unflatten
+
+    _, files = load_checkpoint(latest_checkpoint(run), parts=("networks",))
+    for k, v in unflatten(files["networks"], "drift").items():
+        assert torch.equal(back.nets["drift"].state_dict()[k], v)
+    back.fit()
+    assert back.step == 3 * STEPS and all(torch.isfinite(p).all() for p in back.nets["drift"].parameters())

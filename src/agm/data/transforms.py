@@ -6,9 +6,11 @@ to dollars) are mapped to a common scale before training, and samples are mapped
     y = standardise( quantile_or_log( x ) )
 
 * ``log_columns``: signed log, y = sign(x) log(1 + |x|), for heavy-tailed columns (no fit; exact inverse);
-* ``quantile_columns``: the empirical CDF followed by the standard normal quantile, y = Phi^{-1}(F_n(x)),
-  with F_n interpolated between ``n_quantiles`` stored quantiles (inverse: the same map backwards; samples
-  are clamped to the training range of the column);
+* ``quantile_columns``: the empirical CDF followed by the standard normal quantile,
+  y = Phi^{-1}((1/2 + (m - 1) F_n(x)) / m), with F_n interpolated between the m = min(n_quantiles, N) stored
+  quantiles (so the training range maps onto [Phi^{-1}(1/2m), Phi^{-1}(1 - 1/2m)], finite; inverse: the same
+  map backwards, exact up to float64 rounding inside the training range; samples beyond it are clamped to the
+  column's training range);
 * ``standardise``: y = (x - mean) / std per column (std floored at 1e-8 times the column's scale).
 
 Columns are given by 0-based index, or by name when the file had a header.
@@ -91,9 +93,9 @@ class DataTransform:
         normal = torch.distributions.Normal(0.0, 1.0)
         for c, q in self.quantiles.items():
             qs = torch.tensor(q, dtype=torch.float64)
-            u = _interp(x[:, c].double(), qs, torch.linspace(0, 1, len(q), dtype=torch.float64))
-            u = u.clamp(0.5 / len(q), 1 - 0.5 / len(q))
-            y[:, c] = normal.icdf(u).to(y.dtype)
+            m = len(q)
+            u = _interp(x[:, c].double(), qs, torch.linspace(0, 1, m, dtype=torch.float64))
+            y[:, c] = normal.icdf((0.5 + u * (m - 1)) / m).to(y.dtype)  # [0, 1] -> [0.5/m, 1 - 0.5/m]: finite, invertible
         return y
 
     def _post(self, y: Tensor) -> Tensor:
@@ -103,8 +105,9 @@ class DataTransform:
         normal = torch.distributions.Normal(0.0, 1.0)
         for c, q in self.quantiles.items():
             qs = torch.tensor(q, dtype=torch.float64)
-            u = normal.cdf(y[:, c].double())
-            x[:, c] = _interp(u, torch.linspace(0, 1, len(q), dtype=torch.float64), qs).to(x.dtype)
+            m = len(q)
+            u = ((normal.cdf(y[:, c].double()) * m - 0.5) / (m - 1)).clamp(0, 1)
+            x[:, c] = _interp(u, torch.linspace(0, 1, m, dtype=torch.float64), qs).to(x.dtype)
         return x
 
     def forward(self, x: Tensor) -> Tensor:

@@ -36,6 +36,7 @@ class TrainConfig:
     compile: bool = False  # torch.compile the trained networks
     channels_last: bool = False  # images: channels_last memory format
     fused_optimizer: bool = False  # AdamW(fused=True) on CUDA
+    nan_check_every: int = 0  # NaN/inf loss guard: 0 = auto (every step on the CPU, every 50 on CUDA: no per-step sync)
 
 
 def _coerce(key: str, value: Any, tp: Any) -> Any:
@@ -57,6 +58,11 @@ def _coerce(key: str, value: Any, tp: Any) -> Any:
             raise ConfigError(f"{key}={value!r} must be an integer")
         return value
     if tp is float:
+        if isinstance(value, str):  # YAML 1.1 reads 3e-3 (no dot) as a string: accept what float() accepts
+            try:
+                value = float(value)
+            except ValueError:
+                pass
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise ConfigError(f"{key}={value!r} must be a number")
         return float(value)
@@ -67,8 +73,23 @@ def _coerce(key: str, value: Any, tp: Any) -> Any:
     if tp is list or origin is list:
         if not isinstance(value, (list, tuple)):
             raise ConfigError(f"{key}={value!r} must be a list, e.g. [1, 2]")
+        args = get_args(tp)
+        if args and args[0] in (int, float, str, bool):
+            return [_coerce(f"{key}[{i}]", v, args[0]) for i, v in enumerate(value)]
         return list(value)
     return value
+
+
+def _element_type(default: Any) -> type | None:
+    """The element type of a bare ``list`` field, read from its non-empty, uniform default (``[1, 2, 2]`` -> int)."""
+    if not isinstance(default, list) or not default:
+        return None
+    kinds = {type(v) for v in default}
+    if len(kinds) == 1 and next(iter(kinds)) in (int, float, str, bool):
+        return next(iter(kinds))
+    if kinds <= {int, float} and float in kinds:
+        return float
+    return None
 
 
 def merge(obj: Any, updates: dict, prefix: str = "") -> None:
@@ -86,7 +107,16 @@ def merge(obj: Any, updates: dict, prefix: str = "") -> None:
                 raise ConfigError(f"{key} must be a mapping of its fields {[f.name for f in fields(cur)]}, got {v!r}")
             merge(cur, v, prefix=f"{key}.")
         else:
-            setattr(obj, k, _coerce(key, v, hints[k]))
+            tp = hints[k]
+            optional = get_origin(tp) is Union and type(None) in get_args(tp)
+            inner = [a for a in get_args(tp) if a is not type(None)][0] if optional else tp
+            if inner is list:  # a bare ``list``: its elements must have the type of the default's elements
+                f = next(f for f in fields(obj) if f.name == k)
+                base = f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default
+                elem = _element_type(base)
+                if elem is not None:
+                    tp = Optional[list[elem]] if optional else list[elem]
+            setattr(obj, k, _coerce(key, v, tp))
 
 
 def all_keys(obj: Any, prefix: str = "") -> list[str]:

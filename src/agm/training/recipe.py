@@ -28,7 +28,7 @@ from agm.errors import CheckpointError, ConfigError, DataError
 from agm.training.checkpoint import RUN_FORMAT, RUN_VERSION, atomic_write_text, check_run_dir, latest_checkpoint, load_checkpoint, unflatten
 from agm.training.config import build_config, save_config
 from agm.training.devices import apply_threads, resolve_device
-from agm.training.runs import RunLock, check_fingerprints, check_out_dir, fingerprint
+from agm.training.runs import RunLock, check_fingerprints, check_out_dir, check_writable_dir, fingerprint
 from agm.training.trainer import Trainer, TrainableMethod
 
 
@@ -64,6 +64,9 @@ class Recipe:
     description: str = ""
     #: extra ``sample`` options: {name: (type, default, help)}; passed to ``sample`` as keyword arguments
     sample_options: dict[str, tuple[type, Any, str]] = {}
+    #: dotted config keys that name user data files or folders: made absolute before config.yaml is written
+    #: (so ``--resume`` works from any directory); their files are fingerprinted by ``train_run``
+    data_path_keys: tuple[str, ...] = ("data.path",)
 
     # ---- config -------------------------------------------------------------------------------------
     def load_config(self, source: str | Path | dict | None = None, overrides: list[str] | tuple = ()) -> Any:
@@ -111,6 +114,38 @@ class Recipe:
         return {}
 
 
+def get_key(cfg: Any, dotted: str, default: Any = None) -> Any:
+    """The value of a dotted key of a config dataclass (``default`` when a part is missing)."""
+    obj = cfg
+    for part in dotted.split("."):
+        if not hasattr(obj, part):
+            return default
+        obj = getattr(obj, part)
+    return obj
+
+
+def set_key(cfg: Any, dotted: str, value: Any) -> None:
+    parts = dotted.split(".")
+    obj = cfg
+    for part in parts[:-1]:
+        obj = getattr(obj, part)
+    setattr(obj, parts[-1], value)
+
+
+def absolute_data_paths(recipe: Recipe, cfg: Any) -> list[str]:
+    """Rewrite each of ``recipe.data_path_keys`` that is set to an absolute path (``~`` expanded, symlinks
+    resolved) in ``cfg``, in place; returns the absolute paths. A resume from another directory then finds
+    the same files, and the fingerprints name them unambiguously."""
+    out = []
+    for key in recipe.data_path_keys:
+        value = get_key(cfg, key)
+        if isinstance(value, (str, os.PathLike)) and str(value):
+            absolute = str(Path(value).expanduser().resolve())
+            set_key(cfg, key, absolute)
+            out.append(absolute)
+    return out
+
+
 def _count(nets: dict[str, nn.Module]) -> int:
     return sum(p.numel() for net in nets.values() for p in net.parameters())
 
@@ -145,7 +180,10 @@ def train_run(recipe: Recipe, cfg: Any, out_dir: str | Path, *, overwrite: bool 
     barrier(ctx)
     lock = RunLock(out_dir).acquire() if ctx.is_main else None
     try:
+        cfg = _copy_config(cfg)
+        absolute_data_paths(recipe, cfg)
         data = recipe.load_data(cfg) if data is None else data
+        files = list(dict.fromkeys(str(Path(f).expanduser().resolve()) for f in data.files))
         trainer = _make_trainer(recipe, cfg, out_dir, data)
         info = {
             "format": RUN_FORMAT,
@@ -153,7 +191,7 @@ def train_run(recipe: Recipe, cfg: Any, out_dir: str | Path, *, overwrite: bool 
             "method": recipe.name,
             "meta": data.meta,
             "data_shape": data.meta.get("data_shape"),
-            "fingerprints": [fingerprint(f) for f in data.files],
+            "fingerprints": [fingerprint(f) for f in files],
             "world_size": ctx.world_size,
             "machine": _machine(),
             **recipe.run_info(cfg, trainer.method, data),
@@ -173,6 +211,13 @@ def train_run(recipe: Recipe, cfg: Any, out_dir: str | Path, *, overwrite: bool 
     finally:
         if lock is not None:
             lock.release()
+
+
+def _copy_config(cfg: Any) -> Any:
+    """A deep copy of a config dataclass (the caller's object is left as it was)."""
+    import copy
+
+    return copy.deepcopy(cfg)
 
 
 def read_run(run_dir: str | Path, recipe: Recipe | None = None) -> dict[str, Any]:
@@ -262,6 +307,7 @@ def sample_run(recipe: Recipe, run_dir: str | Path, n: int, *, seed: int = 0, de
         raise ConfigError(f"n={n!r} must be an integer > 0")
     dev = resolve_device(device, "--device")
     nets, cfg, meta = load_networks(recipe, run_dir, dev)
+    apply_threads(getattr(getattr(cfg, "train", None), "threads", 0), dev, _count(nets))  # the same thread rule as training
     g = torch.Generator(device=dev).manual_seed(int(seed))
     with torch.no_grad():
         x = recipe.sample(nets, cfg, meta, n, generator=g, device=dev, **options)
@@ -278,8 +324,11 @@ def evaluate_run(recipe: Recipe, run_dir: str | Path, data_path: str | None = No
 
     run_dir = Path(run_dir)
     read_run(run_dir, recipe)
-    if write and not os.access(run_dir, os.W_OK):
-        raise ConfigError(f"run folder {run_dir} is not writable, so eval.json cannot be written; pass a writable run")
+    if write:
+        try:
+            check_writable_dir(run_dir, "--run")
+        except ConfigError as e:
+            raise ConfigError(f"{e}: eval.json could not be written there, so nothing was computed") from None
     if n is not None and (isinstance(n, bool) or not isinstance(n, int) or n <= 0):
         raise ConfigError(f"--n={n!r} must be an integer > 0")
     cfg = recipe.config_from_run(run_dir)

@@ -47,11 +47,14 @@ def check_out_dir(out: str | Path, *, overwrite: bool = False, field: str = "--o
         raise ConfigError(f"{field} {out} is a dangling symbolic link; give a folder path")
     if out.exists() and not out.is_dir():
         raise ConfigError(f"{field} {out} is a file, not a folder; give a new or empty folder")
-    if out.exists() and any(out.iterdir()):
+    if out.exists() and any(child.name != ".lock" for child in out.iterdir()):
+        if (out / ".lock").exists():  # a folder a process is writing: RunInUseError naming it, whatever the flags
+            RunLock(out).acquire().release()
         if not overwrite:
+            resume = f", --resume {out} to continue the run there," if (out / "run.json").exists() else ""
             raise ConfigError(
-                f"{field} {out} already exists and is not empty; pass --overwrite to replace its contents, "
-                f"--resume {out} to continue a run there, or choose a new folder"
+                f"{field} {out} already exists and is not empty; pass --overwrite to replace its contents{resume} "
+                f"or choose a new folder (nothing was changed)"
             )
         with RunLock(out):
             for child in out.iterdir():
@@ -63,12 +66,22 @@ def check_out_dir(out: str | Path, *, overwrite: bool = False, field: str = "--o
                     child.unlink()
     try:
         out.mkdir(parents=True, exist_ok=True)
-        probe = out / ".agm-write-probe"
+    except OSError as e:
+        raise ConfigError(f"{field} {out} cannot be created ({e.strerror or e}); choose a writable folder") from None
+    return check_writable_dir(out, field)
+
+
+def check_writable_dir(folder: str | Path, field: str = "--out") -> Path:
+    """ConfigError unless a file can really be created in ``folder`` (a probe file is written and removed:
+    permission bits alone say nothing for root, read-only mounts or immutable folders)."""
+    folder = Path(folder)
+    probe = folder / f".agm-write-probe-{os.getpid()}"
+    try:
         probe.write_text("")
         probe.unlink()
     except OSError as e:
-        raise ConfigError(f"{field} {out} cannot be written ({e.strerror or e}); choose a writable folder") from None
-    return out
+        raise ConfigError(f"{field} {folder} is not writable ({e.strerror or e}); choose a writable folder") from None
+    return folder
 
 
 def check_writable_file(path: str | Path, field: str, *, suffixes: Iterable[str] | None = None) -> Path:
@@ -85,8 +98,9 @@ def check_writable_file(path: str | Path, field: str, *, suffixes: Iterable[str]
         parent.mkdir(parents=True, exist_ok=True)
     except OSError as e:
         raise ConfigError(f"{field} {path}: its folder cannot be created ({e.strerror or e})") from None
-    if not os.access(parent, os.W_OK):
-        raise ConfigError(f"{field} {path}: its folder {parent} is not writable")
+    if path.exists() and not os.access(path, os.W_OK):
+        raise ConfigError(f"{field} {path} exists and is not writable")
+    check_writable_dir(parent, f"{field} {path}: its folder")
     return path
 
 
@@ -217,5 +231,5 @@ def clean_partial_checkpoints(run_dir: str | Path) -> list[str]:
     return removed
 
 
-__all__ = ["AGMError", "RunInUseError", "RunLock", "check_out_dir", "check_writable_file", "fingerprint",
+__all__ = ["AGMError", "RunInUseError", "RunLock", "check_out_dir", "check_writable_dir", "check_writable_file", "fingerprint",
            "check_fingerprints", "read_metrics", "clean_partial_checkpoints"]
