@@ -9,6 +9,7 @@ from typing import Optional
 
 from agm.tensors import ArrayLike, subsample
 from agm.metrics.energy import energy_distance
+from agm.metrics.ess import effective_sample_size
 from agm.metrics.mmd import as_pair, check_max_samples, mmd
 from agm.metrics.prdc import prdc
 from agm.metrics.wasserstein import wasserstein2
@@ -38,4 +39,4 @@ def evaluate(samples: ArrayLike, data: ArrayLike, *, max_samples: Optional[int] 
     return {name: out[name] for name in METRIC_NAMES}
 
 
-__all__ = ["METRIC_NAMES", "energy_distance", "evaluate", "mmd", "prdc", "wasserstein2"]
+__all__ = ["METRIC_NAMES", "effective_sample_size", "energy_distance", "evaluate", "mmd", "prdc", "wasserstein2"]

@@ -22,6 +22,8 @@ class TrainConfig:
     steps: int = 3000
     batch_size: int = 256
     lr: float = 1e-3
+    schedule: str = "constant"  # learning-rate schedule over train.steps: constant | cosine (to 0) | linear (to 0)
+    warmup_steps: int = 0  # linear learning-rate warm-up from 0 over this many steps
     weight_decay: float = 0.0
     grad_clip: float = 1.0  # per network; 0 disables
     ema_decay: float = 0.999

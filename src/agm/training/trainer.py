@@ -134,6 +134,13 @@ class Trainer:
         ]
         opt_kw = {"fused": True} if cfg.fused_optimizer else {}
         self.optimizer = torch.optim.AdamW(groups, lr=cfg.lr, weight_decay=cfg.weight_decay, **opt_kw)
+        from agm.errors import check_choice, check_positive
+
+        check_choice("train.schedule", cfg.schedule, ("constant", "cosine", "linear"))
+        check_positive("train.warmup_steps", cfg.warmup_steps, integer=True, allow_zero=True)
+        for group in self.optimizer.param_groups:
+            group["base_lr"] = group["lr"]
+        self._scheduled = cfg.schedule != "constant" or cfg.warmup_steps > 0
         self.ema = {name: EMA(nets[name], cfg.ema_decay) for name in method.ema_names}
         if cfg.compile:
             for net in nets.values():
@@ -203,11 +210,29 @@ class Trainer:
         if self.cfg.grad_clip > 0:
             for name, net in self.nets.items():
                 logs[f"grad_norm_{name}"] = torch.nn.utils.clip_grad_norm_(net.parameters(), self.cfg.grad_clip)
+        if self._scheduled:
+            f = self.lr_factor(self.step)
+            for group in self.optimizer.param_groups:
+                group["lr"] = group["base_lr"] * f
         self.optimizer.step()
         for ema in self.ema.values():
             ema.update()
         self.step += 1
         return logs
+
+    def lr_factor(self, step: int) -> float:
+        """The learning-rate multiplier at ``step`` (0-based): linear warm-up over train.warmup_steps, then
+        train.schedule over the remaining steps. A function of the step alone, so resume stays exact."""
+        cfg = self.cfg
+        if cfg.warmup_steps > 0 and step < cfg.warmup_steps:
+            return (step + 1) / cfg.warmup_steps
+        span = max(cfg.steps - cfg.warmup_steps, 1)
+        frac = min(max(step - cfg.warmup_steps, 0) / span, 1.0)
+        if cfg.schedule == "cosine":
+            return 0.5 * (1.0 + math.cos(math.pi * frac))
+        if cfg.schedule == "linear":
+            return 1.0 - frac
+        return 1.0
 
     def _raise_nonfinite(self, step: int, value: float | None = None) -> None:
         last = self._last_checkpoint_name()

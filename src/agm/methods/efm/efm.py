@@ -41,6 +41,7 @@ from typing import Callable
 import torch
 from torch import Tensor, nn
 
+from agm.metrics.ess import effective_sample_size  # noqa: F401  (the library's one ESS)
 from agm.errors import ConfigError, DataError, check_choice, check_positive
 from agm.objectives.bridge_matching import per_sample_mse
 from agm.paths.bridge import BrownianBridge, PathSample
@@ -117,22 +118,6 @@ def reduce_weighted(per_sample: Tensor, weights: Tensor, normalization: str) -> 
     if normalization == "batch":
         return (weights * per_sample).sum()
     return (weights * per_sample).mean()
-
-
-def effective_sample_size(weights: Tensor, *, normalised: bool = False, dim: int | None = None) -> Tensor:
-    """The library's one effective sample size of importance weights (any positive scale), as a 0-d tensor.
-
-    ESS = (sum_i w_i)^2 / sum_i w_i^2: between 1 (one weight dominates) and B (uniform weights); it equals
-    1 / sum_i g_i^2 for weights g normalised to sum to one. ``normalised=True`` divides by B = w.numel(),
-    giving the fraction ESS / B in [1/B, 1]. ``dim``: one ESS per slice along the other axes (e.g. dim=-1 for
-    the per-state weights of QIPO, (S, K) -> (S,)); None: over all entries. Computed without gradient in
-    float64; ``float()`` it to log it.
-    """
-    w = weights.detach().double()
-    if dim is None:
-        w, dim = w.reshape(-1), 0
-    ess = w.sum(dim) ** 2 / (w * w).sum(dim)
-    return ess / w.shape[dim] if normalised else ess
 
 
 def grouped_softmax(logits: Tensor, cap: float | None = None) -> Tensor:
