@@ -1,4 +1,5 @@
-"""The AGM image claim at the scale we can reach offline: drift-only vs AGM on the built-in digits (32x32).
+"""The AGM image claim at the scale we can reach offline: drift-only vs AGM (and the controls of docs/agm.md,
+``--arms baseline time_weight agm agm_path``) on the built-in digits (32x32).
 
 The paper (arXiv 2605.14631) reports FID 28.53 (drift-only) -> 25.47 (AGM) on CelebA-HQ 64x64. CelebA-HQ
 is not available offline, so this trains both methods with EQUAL budgets (same config, steps, batch,
@@ -17,6 +18,8 @@ Runs are trained concurrently on one GPU (``--parallel``) through the library's 
 agm.samplers.cuda_graph. Writes experiments/results/agm_images.json and sample-grid PNGs.
 
     PYTHONPATH=src python3 experiments/agm/images.py --steps 4000 --seeds 0 1 --parallel 4
+    PYTHONPATH=src python3 experiments/agm/images.py --arms baseline time_weight agm agm_path --steps 1000 \
+        --seeds 0 1 2 3 4 --classifier runs/digits_clf32.safetensors --out experiments/results/agm_images_arms_1k_a.json
 """
 from __future__ import annotations
 
@@ -40,6 +43,10 @@ except ImportError:
     sys.modules["ot"] = types.ModuleType("ot")
 
 import torch  # noqa: E402
+
+from agm.training.results import write_result  # noqa: E402
+
+ARMS = ("agm", "time_weight", "fixed_weight", "agm_path")  # docs/agm.md; 'baseline' is drift-only
 
 
 def run_one(method: str, seed: int, steps: int, out: Path, config: str, extra: list[str]) -> dict:
@@ -139,24 +146,47 @@ def _last_metric(run_dir: Path, *keys: str) -> float | None:
     return None
 
 
+def arms_of(runs: list[dict]) -> list[str]:
+    """The methods present, drift-only first."""
+    present = {r["method"] for r in runs}
+    return [m for m in ("baseline", *ARMS) if m in present] + sorted(present - {"baseline", *ARMS})
+
+
 def summarise(runs: list[dict]) -> dict:
+    """Mean/std per method and metric, and for every arm the paired differences arm - drift-only (same seeds):
+    'fd_diff_<arm>_minus_baseline' (FD_digits, with a 95% interval and the paired t p) and 'paired_<arm>' (every metric)."""
+    from agm.training.results import seed_summary
+
     out = {}
     for ref in ("vs_all_digits", "vs_test_split"):
         per = {}
-        for m in ("baseline", "agm"):
+        for m in arms_of(runs):
             rows = [r for r in runs if r["method"] == m]
             per[m] = {}
             for key in rows[0][ref]:
                 vals = [r[ref][key] for r in rows]
                 per[m][key] = {"mean": statistics.mean(vals), "std": statistics.stdev(vals) if len(vals) > 1 else None,
                                "per_seed": {r["seed"]: r[ref][key] for r in rows}}
-        seeds = sorted({r["seed"] for r in runs if r["method"] == "agm"} & {r["seed"] for r in runs if r["method"] == "baseline"})
-        diffs = [per["agm"]["fd"]["per_seed"][s] - per["baseline"]["fd"]["per_seed"][s] for s in seeds]
-        per["fd_diff_agm_minus_baseline"] = {
-            "per_seed": dict(zip(seeds, diffs)), "mean": statistics.mean(diffs) if diffs else None,
-            "std": statistics.stdev(diffs) if len(diffs) > 1 else None,
-            "relative_mean": statistics.mean(diffs) / per["baseline"]["fd"]["mean"] if diffs else None,
-        }
+        if "baseline" in per:
+            for m in arms_of(runs):
+                if m == "baseline":
+                    continue
+                seeds = sorted(set(per[m]["fd"]["per_seed"]) & set(per["baseline"]["fd"]["per_seed"]))
+                if not seeds:
+                    continue
+                paired = {}
+                for key in per[m]:
+                    a = [per[m][key]["per_seed"][s] for s in seeds]
+                    b = [per["baseline"][key]["per_seed"][s] for s in seeds]
+                    paired[key] = seed_summary(a, paired_with=b)
+                per[f"paired_{m}"] = paired
+                diffs = paired["fd"]["values"]
+                per[f"fd_diff_{m}_minus_baseline"] = {
+                    "per_seed": dict(zip(seeds, diffs)), "mean": statistics.mean(diffs),
+                    "std": statistics.stdev(diffs) if len(diffs) > 1 else None, "ci95": paired["fd"]["ci95"],
+                    "p_paired_t": paired["fd"].get("p_paired_t"), "lower": paired["fd"].get("lower"),
+                    "relative_mean": statistics.mean(diffs) / per["baseline"]["fd"]["mean"],
+                }
         out[ref] = per
     return out
 
@@ -174,16 +204,19 @@ def merge(paths: list[Path], out: Path) -> None:
     if len({p["steps"] for p in parts}) != 1:
         raise SystemExit("--merge needs parts trained for the same number of steps")
     runs = [r for p in parts for r in p["runs"]]
-    seeds = [r["seed"] for r in runs if r["method"] == "agm"]
-    if len(seeds) != len(set(seeds)):
-        raise SystemExit(f"--merge: a seed appears in more than one part ({sorted(seeds)})")
+    keys = [(r["method"], r["seed"]) for r in runs]
+    if len(keys) != len(set(keys)):
+        raise SystemExit(f"--merge: a (method, seed) appears in more than one part ({sorted(keys)})")
+    seeds = sorted({r["seed"] for r in runs})
     result = dict(parts[0], command=" ".join(["python3"] + sys.argv), parts=[p["command"] for p in parts],
                   seeds=sorted(seeds), runs=runs, summary=summarise(runs),
                   train_phase_wall_s=sum(p["train_phase_wall_s"] for p in parts),
                   total_wall_s=sum(p["total_wall_s"] for p in parts))
-    out.write_text(json.dumps(result, indent=1, default=str))
+    write_result(out, json.loads(json.dumps(result, default=str)))
     s = result["summary"]["vs_all_digits"]
-    print(f"merged {len(runs)} runs; paired FD diff (AGM - drift-only): {s['fd_diff_agm_minus_baseline']}")
+    for m in arms_of(runs):
+        if f"fd_diff_{m}_minus_baseline" in s:
+            print(f"merged {len(runs)} runs; paired FD diff ({m} - drift-only): {s[f'fd_diff_{m}_minus_baseline']}")
 
 
 def real_floor(size: int, classifier_steps: int, classifier_path: Path | None, out: Path) -> None:
@@ -199,7 +232,7 @@ def real_floor(size: int, classifier_steps: int, classifier_path: Path | None, o
     a, b = full[perm[:half]], full[perm[half:]]
     result = {"command": " ".join(["python3"] + sys.argv), "classifier": info, "classifier_heldout_accuracy": acc,
               "half_vs_other_half": feature_metrics(net, a, b, k=5), "n": [int(a.shape[0]), int(b.shape[0])]}
-    out.write_text(json.dumps(result, indent=1))
+    write_result(out, result)
     print(json.dumps(result["half_vs_other_half"]))
 
 
@@ -216,7 +249,9 @@ def main() -> None:
                    help="feature classifier weights (.safetensors): loaded if the file exists, else trained and saved there")
     p.add_argument("--work", default="/tmp/agm_images_runs", help="run directories")
     p.add_argument("--out", default=str(ROOT / "experiments/results/agm_images.json"), help="result JSON")
-    p.add_argument("--override", nargs="*", default=[], help="extra config overrides key=value for both methods")
+    p.add_argument("--override", nargs="*", default=[], help="extra config overrides key=value for every arm")
+    p.add_argument("--arms", nargs="+", default=["baseline", "agm"],
+                   help="methods trained per seed (docs/agm.md): baseline agm time_weight fixed_weight agm_path")
     p.add_argument("--quick", action="store_true", help="smoke mode (< 1 min on a GPU): 60 steps, seed 0, 200 samples")
     p.add_argument("--merge", nargs="+", type=Path, metavar="JSON",
                    help="combine result JSONs of separate invocations (same classifier weights) into --out, then exit")
@@ -245,7 +280,7 @@ def main() -> None:
         return
     t_all = time.perf_counter()
     work.mkdir(parents=True, exist_ok=True)
-    jobs = [(m, s) for s in args.seeds for m in ("baseline", "agm")]
+    jobs = [(m, s) for s in args.seeds for m in args.arms]
     env = dict(os.environ, PYTHONPATH=str(ROOT / "src") + os.pathsep + os.environ.get("PYTHONPATH", ""), OMP_NUM_THREADS="1")
     procs: list[subprocess.Popen] = []
     pending = list(jobs)
@@ -285,14 +320,14 @@ def main() -> None:
                     "torch": torch.__version__, "threads_per_run": 1,
                     "device": torch.cuda.get_device_name() if torch.cuda.is_available() else "cpu"},
     }
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=1, default=str))
+    write_result(out, json.loads(json.dumps(result, default=str)))
     s = result["summary"]["vs_all_digits"]
     print("SUMMARY (vs all digits)")
-    for m in ("baseline", "agm"):
-        print(f"  {m:8s} FD {s[m]['fd']['mean']:.4f} +- {s[m]['fd']['std']}  precision {s[m]['precision']['mean']:.3f} "
+    for m in arms_of(runs):
+        print(f"  {m:12s} FD {s[m]['fd']['mean']:.4f} +- {s[m]['fd']['std']}  precision {s[m]['precision']['mean']:.3f} "
               f"recall {s[m]['recall']['mean']:.3f} density {s[m]['density']['mean']:.3f} coverage {s[m]['coverage']['mean']:.3f}")
-    print(f"  paired FD diff (AGM - drift-only): {s['fd_diff_agm_minus_baseline']}")
+        if f"fd_diff_{m}_minus_baseline" in s:
+            print(f"  paired FD diff ({m} - drift-only): {s[f'fd_diff_{m}_minus_baseline']}")
     print(f"wrote {out}")
 
 

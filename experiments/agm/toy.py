@@ -1,21 +1,23 @@
-"""Drift-only bridge matching vs AGM (our interpretation) on built-in 2-D sets, equal budgets, several seeds.
+"""The arms of docs/agm.md on built-in 2-D sets, equal budgets, several seeds (issue 17 item 4).
 
-Main comparison: every dataset x seed, the same config except `method`. Ablations (agm-digest.md
-section 4): each open choice of V_phi's objective and weighting, on a subset of datasets and seeds.
-Paired statistics: per-seed differences AGM - baseline (negative = AGM better for W2/MMD), a
-paired t-test and a Wilcoxon signed-rank test (scipy), and the count of seeds AGM wins.
+Main comparison: every dataset x seed x arm, the same config except `method` (arms: drift-only `baseline`,
+learned time-only weighting `time_weight`, `agm`, path-level `agm_path` (ours); `fixed_weight` on request).
+Every run is sampled at several step counts (--nfe, Euler-Maruyama) and the kinetic energy of the learned
+drift along its sampled trajectories, E sum_k (1/2)||f(X_k, t_k)||^2 dt, is reported (a straighter coupling
+lowers it). Ablations (docs/agm.md): each open choice of V_phi's objective and weighting, on a subset.
+Paired statistics: per-seed differences arm - baseline (negative = better for W2/MMD), their mean with a
+95% Student-t interval, the paired t-test p and the Wilcoxon p (scipy), and the count of seeds the arm wins.
 
-    python experiments/agm/toy.py                    # full run (about 15 min on 2 cores)
+    python experiments/agm/toy.py --no-ablations --arms baseline time_weight agm agm_path --nfe 5 10 20 100 \
+        --datasets moons checkerboard --seeds 3 --steps 3000 --workers 1 --out experiments/results/agm_toy_arms_3k.json
+    python experiments/agm/toy.py                    # the original drift-only vs AGM study with ablations
     python experiments/agm/toy.py --quick            # smoke run
-Writes experiments/results/agm_toy.json.
+Writes experiments/results/agm_toy.json (or --out) with agm.training.results.write_result.
 """
 from __future__ import annotations
 
 import argparse
 import itertools
-import json
-import os
-import platform
 import sys
 import tempfile
 import time
@@ -37,6 +39,24 @@ ABLATIONS = {
 }
 
 
+def kinetic_energy(drift, n: int, steps: int, sigma: float, seed: int) -> float:
+    """E sum_k (1/2) ||f(X_k, t_k)||^2 dt along Euler-Maruyama trajectories of the drift (per sample, whole vector)."""
+    import torch
+
+    from agm.samplers import EulerMaruyama
+
+    g = torch.Generator().manual_seed(seed + 777)
+    x0 = torch.randn(n, 2, generator=g)
+    with torch.no_grad():
+        traj = EulerMaruyama(steps).sample(drift, x0, sigma, generator=g, return_trajectory=True)
+        dt = 1.0 / steps
+        total = torch.zeros(n)
+        for k in range(steps):
+            f = drift(traj[k], torch.full((n,), k * dt))
+            total += 0.5 * f.pow(2).sum(1) * dt
+    return float(total.mean())
+
+
 def run_one(job: tuple[str, int, str, list[str], int]) -> dict:
     dataset, seed, label, overrides, steps = job
     overrides = [*COMMON, *overrides]
@@ -44,7 +64,8 @@ def run_one(job: tuple[str, int, str, list[str], int]) -> dict:
 
     torch.set_num_threads(1)
     from agm.methods.agm.config import load_config
-    from agm.methods.agm.run import evaluate_run, train
+    from agm.methods.agm.run import evaluate_run, load_data, load_sampler_drift, sample_run, train
+    from agm.metrics import evaluate
 
     cfg = load_config("toy", [f"data.name={dataset}", f"seed={seed}", f"train.steps={steps}", "train.progress=false",
                               "train.ckpt_every=1000000", "eval.n_samples=4000", *overrides])
@@ -53,15 +74,26 @@ def run_one(job: tuple[str, int, str, list[str], int]) -> dict:
         train(cfg, Path(d) / "run")
         secs = time.perf_counter() - t0
         m = evaluate_run(Path(d) / "run", seed=seed)
+        if NFE:
+            _, test = load_data(cfg)
+            for k in NFE:
+                x = sample_run(Path(d) / "run", cfg.eval.n_samples, steps=k, seed=seed)
+                mk = evaluate(x, test, max_samples=cfg.eval.max_samples, seed=seed)
+                for key in ("w2", "mmd", "energy"):
+                    m[f"{key}@nfe{k}"] = mk[key]
+            drift, _, _ = load_sampler_drift(Path(d) / "run")
+            m["kinetic_energy"] = kinetic_energy(drift, 2000, max(NFE), cfg.path.sigma, seed)
     m["train_seconds"] = secs
     return {"dataset": dataset, "seed": seed, "label": label, "metrics": m}
 
 
 COMMON: list[str] = []  # overrides applied to every run (--set)
+NFE: list[int] = []  # sampler step counts evaluated besides sample.steps (--nfe)
 
 
-def _set_common(common: list[str]) -> None:
+def _set_common(common: list[str], nfe: list[int] | None = None) -> None:
     COMMON[:] = common
+    NFE[:] = nfe or []
 
 
 def paired(a: list[float], b: list[float]) -> dict:
@@ -78,16 +110,24 @@ def paired(a: list[float], b: list[float]) -> dict:
 
 
 def summarise(rows: list[dict], datasets: list[str], seeds: list[int], labels: list[str]) -> dict:
+    from agm.training.results import seed_summary
+
     out = {}
+    base_keys = ("w2", "mmd", "energy", "precision", "recall", "coverage", "train_seconds")
     for ds in datasets:
         get = lambda lab, key: [next(r["metrics"][key] for r in rows if r["dataset"] == ds and r["seed"] == s and r["label"] == lab) for s in seeds]  # noqa: E731
+        first = next(r["metrics"] for r in rows if r["dataset"] == ds)
+        keys = [*base_keys, *sorted(k for k in first if "@nfe" in k), *(["kinetic_energy"] if "kinetic_energy" in first else [])]
+        paired_keys = [k for k in keys if k.startswith(("w2", "mmd")) or k == "kinetic_energy"]
         entry = {}
         for lab in labels:
             entry[lab] = {k: {"mean": float(np.mean(get(lab, k))), "std": float(np.std(get(lab, k), ddof=1)) if len(seeds) > 1 else 0.0}
-                          for k in ("w2", "mmd", "energy", "precision", "recall", "coverage", "train_seconds")}
+                          for k in keys}
         for lab in labels:
             if lab != "baseline":
-                entry[f"paired[{lab} - baseline]"] = {k: paired(get("baseline", k), get(lab, k)) for k in ("w2", "mmd")}
+                entry[f"paired[{lab} - baseline]"] = {
+                    k: {**paired(get("baseline", k), get(lab, k)), "ci95": seed_summary(get(lab, k), paired_with=get("baseline", k))["ci95"]}
+                    for k in paired_keys}
         out[ds] = entry
     return out
 
@@ -103,51 +143,65 @@ def main() -> int:
     ap.add_argument("--set", dest="common", action="append", default=[], metavar="KEY=VALUE",
                     help="config override applied to every run (repeatable), e.g. --set path.sigma=0.2")
     ap.add_argument("--no-ablations", action="store_true", help="main comparison only")
+    ap.add_argument("--arms", nargs="+", default=["baseline", "agm"],
+                    help="methods compared (baseline first): baseline agm time_weight fixed_weight agm_path (docs/agm.md)")
+    ap.add_argument("--nfe", nargs="+", type=int, default=[], help="also evaluate at these sampler step counts, e.g. 5 10 20 100")
     ap.add_argument("--out", default=str(ROOT / "experiments/results/agm_toy.json"))
     args = ap.parse_args()
     COMMON.extend(args.common)
+    NFE.extend(args.nfe)
+    arms = args.arms if args.arms[0] == "baseline" else ["baseline", *[a for a in args.arms if a != "baseline"]]
     datasets, seeds, steps = args.datasets, list(range(args.seeds)), args.steps
     abl_datasets, abl_seeds = ["moons", "unbalanced_mixture"], list(range(args.ablation_seeds))
     if args.no_ablations:
         abl_datasets = []
     if args.quick:
         datasets, seeds, steps, abl_datasets, abl_seeds = datasets[:2], [0, 1], 200, ["moons"], [0, 1]
-    jobs = [(ds, s, "baseline", ["method=baseline"], steps) for ds, s in itertools.product(datasets, seeds)]
-    jobs += [(ds, s, "agm", ["method=agm"], steps) for ds, s in itertools.product(datasets, seeds)]
+    jobs = [(ds, s, arm, [f"method={arm}"], steps) for arm in arms for ds, s in itertools.product(datasets, seeds)]
     abl_jobs = [(ds, s, lab, ["method=agm", *ov], steps) for lab, ov in ABLATIONS.items() if lab != "default(nll,down,batch)"
                 for ds, s in itertools.product(abl_datasets, abl_seeds)]
     t0 = time.perf_counter()
-    with ProcessPoolExecutor(args.workers, initializer=_set_common, initargs=(COMMON,)) as pool:
+    with ProcessPoolExecutor(args.workers, initializer=_set_common, initargs=(COMMON, NFE)) as pool:
         rows = list(pool.map(run_one, jobs + abl_jobs))
     for r in rows:
         if r["label"] == "agm":
             r2 = dict(r, label="default(nll,down,batch)")
             rows.append(r2)
-    main_rows = [r for r in rows if r["label"] in ("baseline", "agm")]
+    main_rows = [r for r in rows if r["label"] in arms]
     result = {
         "command": "python " + " ".join(sys.argv),
-        "settings": {"config": "toy (src/agm/configs/toy.yaml)", "overrides": COMMON, "steps": steps, "seeds": seeds, "datasets": datasets,
-                     "ablation_datasets": abl_datasets, "ablation_seeds": abl_seeds, "equal_budget": "same steps, batch, lr, drift, seed"},
-        "machine": {"platform": platform.platform(), "cpu_count": os.cpu_count(), "torch": __import__("torch").__version__},
+        "settings": {"config": "toy (src/agm/methods/agm/configs/toy.yaml)", "overrides": COMMON, "steps": steps, "seeds": seeds,
+                     "datasets": datasets, "arms": arms, "nfe": NFE, "ablation_datasets": abl_datasets, "ablation_seeds": abl_seeds,
+                     "equal_budget": "same steps, batch, lr, drift, seed"},
         "wall_seconds": round(time.perf_counter() - t0, 1),
-        "main": summarise(main_rows, datasets, seeds, ["baseline", "agm"]),
+        "main": summarise(main_rows, datasets, seeds, arms),
         "ablations": {} if not abl_datasets else summarise([r for r in rows if r["dataset"] in abl_datasets and r["seed"] in abl_seeds], abl_datasets, abl_seeds,
                                ["baseline", *ABLATIONS]),
         "runs": rows,
     }
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps(result, indent=1))
+    from agm.training.results import write_result
+
+    write_result(args.out, result)
     print(table(result))
     return 0
 
 
 def table(result: dict) -> str:
-    lines = ["| dataset | W2 drift-only | W2 AGM | MMD drift-only | MMD AGM | AGM better (W2) | paired t p (W2) |", "|---|---|---|---|---|---|---|"]
+    """One row per dataset x arm x metric (W2 at every NFE, kinetic energy): mean ± std and the paired difference."""
+    lines = ["| dataset | arm | metric | mean ± std | Δ vs drift-only [95% CI] | better | paired t p |", "|---|---|---|---|---|---|---|"]
     for ds, e in result["main"].items():
-        b, a, p = e["baseline"], e["agm"], e["paired[agm - baseline]"]["w2"]
-        lines.append(f"| {ds} | {b['w2']['mean']:.4f} ± {b['w2']['std']:.4f} | {a['w2']['mean']:.4f} ± {a['w2']['std']:.4f} | "
-                     f"{b['mmd']['mean']:.5f} ± {b['mmd']['std']:.5f} | {a['mmd']['mean']:.5f} ± {a['mmd']['std']:.5f} | "
-                     f"{p['agm_better_count']}/{p['n']} | {p.get('t_test_p', float('nan')):.3f} |")
+        arms = [k for k in e if not k.startswith("paired[")]
+        metrics = [k for k in e["baseline"] if k == "w2" or k.startswith("w2@") or k == "kinetic_energy"]
+        for k in metrics:
+            for arm in arms:
+                v = e[arm][k]
+                if arm == "baseline":
+                    lines.append(f"| {ds} | {arm} | {k} | {v['mean']:.4f} ± {v['std']:.4f} | — | — | — |")
+                    continue
+                p = e[f"paired[{arm} - baseline]"][k]
+                lo, hi = p["ci95"]
+                lines.append(f"| {ds} | {arm} | {k} | {v['mean']:.4f} ± {v['std']:.4f} | {p['mean_diff']:+.4f} [{lo:+.4f}, {hi:+.4f}] | "
+                             f"{p['agm_better_count']}/{p['n']} | {p.get('t_test_p', float('nan')):.3f} |")
     return "\n".join(lines)
 
 

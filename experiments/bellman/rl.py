@@ -23,7 +23,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import re
 import subprocess
 import sys
@@ -150,8 +149,6 @@ def main(argv=None) -> int:
     out_path.parent.mkdir(parents=True, exist_ok=True)
     results: dict = {
         "command": " ".join([sys.executable.split("/")[-1], "experiments/bellman/rl.py", *(argv if argv is not None else sys.argv[1:])]),
-        "machine": {"platform": platform.platform(), "processor": platform.processor(), "cpu_count": os.cpu_count(),
-                    "torch": torch.__version__, "threads": torch.get_num_threads()},
         "loop": LOOP, "envs": {},
     }
     t_all = time.time()
@@ -260,7 +257,9 @@ def main(argv=None) -> int:
         results["envs"][env_id] = env_res
         plot(env_id, env_res, out_path.parent / f"{out_path.stem}_{env_id.split('-')[0].lower()}.png")
     results["wall_s"] = time.time() - t_all
-    out_path.write_text(json.dumps(results, indent=1))
+    from agm.training.results import write_result
+
+    write_result(out_path, results)
     print(f"wrote {out_path} in {results['wall_s']:.0f}s")
     return 0
 

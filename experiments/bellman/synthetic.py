@@ -1,30 +1,30 @@
 """Bellman Diffusion synthetic studies (paper sec. 6.1, Figs. 1-3): 1-D uniform on three disjoint spans, 2-D mixture
 of three Gaussians with unbalanced weights, two moons; against a score-based Langevin sampler on the same data.
 
-For each set and seed: fit f ~ p and g ~ grad p by field matching (agm.methods.bellman.fields, digest sec. 3) on
-standardised data, sample with the Bellman Diffusion Dynamics (agm.methods.bellman.dynamics, digest sec. 4) from
+For each set and seed: fit f ~ p and g ~ grad p by field matching (agm.methods.bellman.fields, docs/bellman.md) on
+standardised data, sample with the Bellman Diffusion Dynamics (agm.methods.bellman.dynamics, docs/bellman.md) from
 x0 ~ N(0, I), fit a denoising-score network and sample with unadjusted Langevin from the same x0.
-Mixture weights are read three ways (digest sec. 4.4 says sample histograms keep the initial basins when
+Mixture weights are read three ways (docs/bellman.md says sample histograms keep the initial basins when
 modes are far apart, so the field itself is the fair read-out of the paper's Fig. 2 claim):
   peaks   f at the three centres, normalised (with the full 2-D kernel, f* = p * N_eps, so peak ratios = weight ratios)
   mass    integral of max(f, 0) over each mode's basin on a grid, normalised
   samples fraction of sampler particles in each basin (Bellman dynamics, the same with ||g|| clipped at twice
           its largest value on the data ("bellman_clip", sampler option drift_clip), and Langevin)
 The 2-D mixture is fitted with both kernels: 'sliced' (the paper's Eqs. 10-11; f learns a sliced density,
-digest sec. 3.5) and 'full' (Eq. 8, the d-dim Gaussian, feasible in d = 2).
+docs/bellman.md) and 'full' (Eq. 8, the d-dim Gaussian, feasible in d = 2).
 Sample quality: W2 and MMD (agm.metrics) against 4000 fresh data points, 3000 samples each; for the 1-D set also the fraction of
 samples inside the three spans and the KS distance to the exact CDF.
 
-    python experiments/bellman/synthetic.py          # full run (1 seed, ~5 min on the loaded box)
-    python experiments/bellman/synthetic.py --quick  # smoke (< 1 min)
+    python experiments/bellman/synthetic.py --seeds 3   # full run (about 16 min on a loaded 2-core box)
+    python experiments/bellman/synthetic.py --quick     # smoke (< 1 min)
+    # old vs new code, same protocol (docs/bellman.md): git worktree add /tmp/old-bellman dc082c1, then
+    PYTHONPATH=/tmp/old-bellman/src python experiments/bellman/synthetic.py --run-from /tmp/old-bellman/experiments/bellman_synthetic.py ...
 Writes experiments/results/bellman_synthetic.json and bellman_synthetic_<set>.png.
 """
 from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import sys
 import time
 from pathlib import Path
@@ -33,6 +33,8 @@ import numpy as np
 import torch
 
 ROOT = Path(__file__).resolve().parents[2]
+
+SCHEDULE = "cosine"  # the fields' learning-rate schedule on the Trainer (--schedule; the former loop annealed by a cosine)
 
 SETS = {
     # name: (kernels to fit, eps on standardised data)
@@ -68,7 +70,8 @@ def run(name: str, kernel: str, eps: float, seed: int, steps: int, n_samples: in
     d = x.shape[1]
     t0 = time.time()
     obj = FieldMatching(eps=eps, kernel=kernel, trace="exact" if d == 1 else "hutchinson")
-    f_net, g_net, log = train_fields(x, obj, steps=steps, batch_size=512, lr=2e-3, hidden=128, depth=3, seed=seed, log_every=max(steps // 10, 1))
+    f_net, g_net, log = train_fields(x, obj, steps=steps, batch_size=512, lr=2e-3, hidden=128, depth=3, seed=seed, log_every=max(steps // 10, 1),
+                                     schedule=SCHEDULE)
     t_fit = time.time() - t0
     score = train_score(x, sigma=0.1, steps=steps, batch_size=512, lr=2e-3, seed=seed)
     gen = torch.Generator().manual_seed(seed)
@@ -209,30 +212,53 @@ def main(argv=None) -> int:
     ap.add_argument("--quick", action="store_true", help="smoke mode: 1 seed, 150 fit steps, 200 sampler steps (< 1 min)")
     ap.add_argument("--seeds", type=int, default=1, help="number of seeds (default 1)")
     ap.add_argument("--steps", type=int, default=1000, help="Adam steps for each network (default 1000)")
+    ap.add_argument("--sample-steps", type=int, default=None, help="sampler steps (default 2000; --quick 200)")
+    ap.add_argument("--n-samples", type=int, default=None, help="particles per sampler (default 3000; --quick 1000)")
+    ap.add_argument("--sets", nargs="+", default=list(SETS), help=f"subset of {list(SETS)}")
+    ap.add_argument("--schedule", default=None, help="new code only: the Trainer's learning-rate schedule for the fields "
+                    "(cosine, the default, | constant | linear); the Langevin baseline keeps a constant rate as before")
+    ap.add_argument("--kernels", nargs="+", default=None, help="subset of each set's kernels (sliced, full)")
+    ap.add_argument("--no-plots", action="store_true", help="skip the PNGs")
+    ap.add_argument("--run-from", default=None,
+                    help="old-vs-new comparisons: take run() from another copy of this script (e.g. a git worktree of an "
+                         "older commit, with PYTHONPATH=<worktree>/src), so both versions run the identical protocol")
     ap.add_argument("--out", default=str(ROOT / "experiments" / "results" / "bellman_synthetic.json"), help="results JSON path")
     args = ap.parse_args(argv)
+    run_fn = run
+    if args.run_from:
+        import importlib.util
+
+        spec = importlib.util.spec_from_file_location("synthetic_other", args.run_from)
+        mod = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(mod)
+        run_fn = mod.run
+    if args.schedule:
+        global SCHEDULE
+        SCHEDULE = args.schedule
     torch.set_num_threads(1)
     from agm.data.toy import make_toy
 
     seeds = [0] if args.quick else list(range(args.seeds))
     steps = 150 if args.quick else args.steps
-    sample_steps = 200 if args.quick else 2000
-    n_samples = 1000 if args.quick else 3000
+    sample_steps = args.sample_steps or (200 if args.quick else 2000)
+    n_samples = args.n_samples or (1000 if args.quick else 3000)
+    sets = {k: ([kn for kn in v[0] if args.kernels is None or kn in args.kernels], v[1]) for k, v in SETS.items() if k in args.sets}
     out_path = Path(args.out)
     out_path.parent.mkdir(parents=True, exist_ok=True)
     results = {"command": " ".join(["python", "experiments/bellman/synthetic.py", *(argv if argv is not None else sys.argv[1:])]),
-               "machine": {"platform": platform.platform(), "processor": platform.processor(), "cpu_count": os.cpu_count(),
-                           "torch": torch.__version__, "threads": torch.get_num_threads()},
-               "settings": {"batch_size": 512, "lr": 2e-3, "mlp": "128x3 SiLU, linear heads", "score_sigma": 0.1,
+               "settings": {"batch_size": 512, "lr": 2e-3, "mlp": "128x3 SiLU, linear heads",
+                            "trainer": "agm.training.Trainer: AdamW (weight decay 0), no gradient clipping, EMA 0.99 (the EMA "
+                                       "networks are sampled), batches of distinct rows; fields_schedule below", "score_sigma": 0.1,
                             "langevin_step": 0.01, "bellman_rel_step": 0.05, "sample_steps": sample_steps,
-                            "n_samples": n_samples, "x0": "N(0, I) in standardised units", "fit_steps": steps},
-               "runs": []}
+                            "n_samples": n_samples, "x0": "N(0, I) in standardised units", "fit_steps": steps,
+                            "fields_schedule": None if args.run_from else SCHEDULE},
+               "run_from": args.run_from, "runs": []}
     t0 = time.time()
-    for name, (kernels, eps) in SETS.items():
+    for name, (kernels, eps) in sets.items():
         for kernel in kernels:
             for seed in seeds:
-                r = run(name, kernel, eps, seed, steps, n_samples, sample_steps)
-                if seed == seeds[0]:
+                r = run_fn(name, kernel, eps, seed, steps, n_samples, sample_steps)
+                if seed == seeds[0] and not args.no_plots:
                     plot(name, r, make_toy(name, 4000, seed=99), out_path.parent / f"{out_path.stem}_{name}_{kernel}.png")
                 r.pop("_nets")
                 r.pop("_samples")
@@ -242,7 +268,7 @@ def main(argv=None) -> int:
                       "LV", {k: v for k, v in r["langevin"].items()}, brief, flush=True)
     # aggregate
     agg = {}
-    for name, (kernels, _) in SETS.items():
+    for name, (kernels, _) in sets.items():
         for kernel in kernels:
             rs = [r for r in results["runs"] if r["set"] == name and r["kernel"] == kernel]
             a = {}
@@ -259,7 +285,11 @@ def main(argv=None) -> int:
             agg[f"{name}/{kernel}"] = a
     results["summary_mean_std_over_seeds"] = agg
     results["wall_s"] = time.time() - t0
-    out_path.write_text(json.dumps(results, indent=1))
+    try:
+        from agm.training.results import write_result
+    except ImportError:  # an older checkout on PYTHONPATH (--run-from): its writer
+        from agm.provenance import write_result
+    write_result(out_path, results)
     print(json.dumps(agg, indent=1))
     print(f"wrote {out_path} in {results['wall_s']:.0f}s")
     return 0

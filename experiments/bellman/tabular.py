@@ -32,8 +32,6 @@ from __future__ import annotations
 import argparse
 import csv
 import json
-import os
-import platform
 import sys
 import time
 from pathlib import Path
@@ -90,27 +88,44 @@ def load_tabular(name: str) -> tuple[np.ndarray, str]:
     return x, f"local CSV {p} (categorical columns one-hot)"
 
 
-def train_ddpm(x: torch.Tensor, steps: int, batch_size: int, lr: float, seed: int):
-    """eps-prediction DDPM on agm's VP path: loss ||eps_hat(x_t, t) - eps||^2 (Ho et al. 2020; agm.paths.vp)."""
-    from agm.nets import TimeMLP
-    from agm.paths.vp import VPPath
+class DDPM(torch.nn.Module):
+    """eps-prediction DDPM on agm's VP path as a method of agm.training.Trainer: loss ||eps_hat(x_t, t) - eps||^2
+    (Ho et al. 2020; agm.paths.vp)."""
 
+    ema_names = ("net",)
+
+    def __init__(self, dim: int) -> None:
+        from agm.nets import TimeMLP
+        from agm.paths.vp import VPPath
+
+        super().__init__()
+        self.path = VPPath()
+        self.net = TimeMLP(dim, hidden=128, depth=3)
+
+    def networks(self):
+        return {"net": self.net}
+
+    def loss(self, batch, step, generator):
+        ps = self.path.sample(batch, generator=generator)
+        loss = (self.net(ps.xt, ps.t) - ps.target).pow(2).sum(-1).mean()
+        return loss, {"loss": loss.detach()}
+
+
+def train_ddpm(x: torch.Tensor, steps: int, batch_size: int, lr: float, seed: int):
+    """Fit the DDPM with the shared Trainer (AdamW, EMA 0.99, no clipping, batches of distinct rows, as the fields);
+    returns (path, EMA eps-network)."""
+    from agm.methods.bellman.fields import RowBatches
+    from agm.training.config import TrainConfig
+    from agm.training.trainer import Trainer
+
+    batches = RowBatches(x, batch_size)
     torch.manual_seed(seed)
-    gen = torch.Generator().manual_seed(seed)
-    path = VPPath()
-    net = TimeMLP(x.shape[1], hidden=128, depth=3)
-    opt = torch.optim.Adam(net.parameters(), lr=lr)
-    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, steps, eta_min=lr * 0.05)
-    bs = min(batch_size, x.shape[0])
-    for _ in range(steps):
-        xb = x[torch.randperm(x.shape[0], generator=gen)[:bs]]
-        ps = path.sample(xb, generator=gen)
-        loss = (net(ps.xt, ps.t) - ps.target).pow(2).sum(-1).mean()
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        sched.step()
-    return path, net
+    method = DDPM(x.shape[1])
+    cfg = TrainConfig(steps=steps, batch_size=batches.batch_size, lr=lr, grad_clip=0.0, ema_decay=0.99, log_every=steps,
+                      ckpt_every=steps, tensorboard=False, progress=False, device="cpu")
+    trainer = Trainer(method, batches, cfg, seed=seed)
+    trainer.fit()
+    return method.path, trainer.ema["net"].model
 
 
 def run(name: str, seed: int, steps: int, n_eval_max: int, sample_steps: int, eps: float) -> dict:
@@ -134,7 +149,7 @@ def run(name: str, seed: int, steps: int, n_eval_max: int, sample_steps: int, ep
     gen = torch.Generator().manual_seed(seed)
     # Bellman Diffusion
     t0 = time.time()
-    f_net, g_net, _ = train_fields(xtr, FieldMatching(eps=eps), steps=steps, batch_size=256, lr=1e-3, seed=seed)
+    f_net, g_net, _ = train_fields(xtr, FieldMatching(eps=eps), steps=steps, batch_size=256, lr=1e-3, seed=seed)  # Trainer
     x0 = torch.randn(n, xtr.shape[1], generator=gen)
     # unclipped dynamics (the paper's Eq. 13 as is): record how many particles stay finite
     bd0 = BellmanDynamics(steps=sample_steps, rel_step=0.05)
@@ -182,8 +197,6 @@ def main(argv=None) -> int:
     out_path = Path(args.out)
     out_path.parent.mkdir(parents=True, exist_ok=True)
     results = {"command": " ".join(["python", "experiments/bellman/tabular.py", *(argv if argv is not None else sys.argv[1:])]),
-               "machine": {"platform": platform.platform(), "processor": platform.processor(), "cpu_count": os.cpu_count(),
-                           "torch": torch.__version__, "threads": torch.get_num_threads()},
                "settings": {"fit_steps": steps, "batch_size": 256, "lr": 1e-3, "eps": args.eps, "bd_sample_steps": sample_steps,
                             "ddpm_sample_steps": 500, "n_eval_max": 1000},
                "runs": []}
@@ -208,7 +221,9 @@ def main(argv=None) -> int:
         table[name] = row
     results["table_mean_std_over_seeds"] = table
     results["wall_s"] = time.time() - t0
-    out_path.write_text(json.dumps(results, indent=1))
+    from agm.training.results import write_result
+
+    write_result(out_path, results)
     plot(table, out_path.with_suffix(".png"))
     print(json.dumps(table, indent=1))
     print(f"wrote {out_path} in {results['wall_s']:.0f}s")

@@ -19,8 +19,46 @@ import numpy as np
 import torch
 
 from agm.methods.steering.soc import SOC_LOSSES, MemorylessSchedule, finetune, gradient_variance, make_problem
-from agm.methods.steering import energy_distance, make_reward, sample_flow, tilted_rejection_sample, toy_data, train_flow_model, wasserstein2
+from agm.methods.steering import make_reward, sample_flow, tilted_rejection_sample, toy_data, train_flow_model
+from agm.metrics import energy_distance, wasserstein2  # unbiased energy distance on a seeded subsample; exact W2
 from agm.training.results import write_result
+
+
+def merge(files: list[str], out: str) -> int:
+    """One results JSON from per-loss runs of this script (their references must agree: same base, same optimum)."""
+    recs = [json.loads(Path(f).read_text()) for f in files]
+    ref = recs[0]["reference"]
+    for r in recs[1:]:
+        if r["reference"] != ref:
+            raise SystemExit(f"{files}: the per-loss runs have different references (base / optimum); not merged")
+    merged = {"command": "; ".join(r["command"] for r in recs) + "; then --merge", "settings": [r["settings"] for r in recs],
+              "seeds": recs[0]["seeds"], "reference": ref, "per_seed": {}, "summary": {},
+              "wall_seconds": max(r["wall_seconds"] for r in recs), "parts": files}
+    for r in recs:
+        merged["per_seed"].update(r["per_seed"])
+        merged["summary"].update(r["summary"])
+    write_result(out, merged)
+    _plot(merged["reference"], merged["per_seed"], list(merged["per_seed"]), out)
+    print(f"wrote {out}")
+    return 0
+
+
+def _plot(ref: dict, per: dict, losses: list[str], out: str) -> None:
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+
+        fig, ax = plt.subplots(figsize=(5, 3.5))
+        for name in losses:
+            c = per[name][0]["w2_curve"]
+            ax.plot([q["iteration"] for q in c], [max(q["energy"], 1e-4) for q in c], marker="o", label=name)
+        ax.axhline(ref["energy_base_to_optimum"], color="k", ls="--", lw=0.8, label="base")
+        ax.set_yscale("log"); ax.set_xlabel("iteration"); ax.set_ylabel("energy distance to optimum (first seed)"); ax.legend(fontsize=6)
+        fig.tight_layout(); fig.savefig(Path(out).with_suffix(".png"), dpi=80)
+    except Exception as exc:  # plotting is optional
+        print("plot failed:", exc)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -39,6 +77,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", default="experiments/results/steering_adjoint.json", help="results JSON (plot written beside it)")
     ap.add_argument("--pool", type=int, default=60000, help="base-model samples for the rejection-sampled optimum")
     ap.add_argument("--grad-batches", type=int, default=12, help="independent minibatches for the gradient-variance estimate")
+    ap.add_argument("--base-cache", default=None, help="file of the base model's weights: loaded if it exists, else written after training (lets per-loss processes share one base)")
+    ap.add_argument("--base-only", action="store_true", help="train (and cache) the base model, then stop")
+    ap.add_argument("--merge", nargs="+", default=None, help="merge per-loss result files (same settings) into --out, then stop")
     ap.add_argument("--quick", action="store_true", help="smoke mode (< 1 min): one seed, short training, few samples")
     args = ap.parse_args(argv)
     if args.quick:
@@ -47,8 +88,21 @@ def main(argv: list[str] | None = None) -> int:
             args.out = "/tmp/steering_adjoint_quick.json"
     torch.set_num_threads(1)
     t_start = time.time()
-    data = toy_data(args.dataset, 20000, seed=123)
-    base = train_flow_model(data, hidden=128, steps=args.base_steps, seed=0)
+    if args.merge:
+        return merge(args.merge, args.out)
+    if args.base_cache and Path(args.base_cache).exists():
+        from agm.nets import TimeMLP
+
+        base = TimeMLP(2, hidden=128, depth=3)
+        base.load_state_dict(torch.load(args.base_cache))
+        base.eval()
+    else:
+        data = toy_data(args.dataset, 20000, seed=123)
+        base = train_flow_model(data, hidden=128, steps=args.base_steps, seed=0)
+        if args.base_cache:
+            torch.save(base.state_dict(), args.base_cache)
+    if args.base_only:
+        return 0
     r = make_reward(args.reward, 2)
     pool = sample_flow(base, args.pool, 2, steps=100, seed=999)
     opt = tilted_rejection_sample(pool, args.lam * r(pool), generator=torch.Generator().manual_seed(1))

@@ -1,9 +1,9 @@
 """Learning to sample a frozen 2-D flow model by inverse RL (Bourdrez, Vérine, Cappé 2026;
-efm-qipo-rewards-irl-digest.md part B): learned per-step schedule vs the default (uniform Euler) schedule
+arXiv 2602.08689): learned per-step schedule vs the default (uniform Euler) schedule
 at EQUAL network evaluations (NFE = horizon N; every action costs exactly one evaluation).
 
 For each data set, NFE and action family, a policy over discrete solver modifications is trained by
-policy gradient against a t-conditioned discriminator (reverse-KL occupancy matching, digest §B.3/§B.5);
+policy gradient against a t-conditioned discriminator (reverse-KL occupancy matching, arXiv 2602.08689);
 no reward is given. The greedy schedule of the trained policy is then compared with the identity
 (default) schedule on the same initial noise: energy distance and W2 to held-out data, per policy seed,
 plus the data-vs-data noise floor.
@@ -23,7 +23,8 @@ import numpy as np
 import torch
 
 from agm.methods.steering.learn_to_sample import ACTION_FAMILIES, DIVERGENCES, FlowSamplerMDP, IRLConfig, SamplerPolicy, schedule_from_policy, train_sampler_policy
-from agm.methods.steering import energy_distance, toy_data, train_flow_model, wasserstein2
+from agm.methods.steering import toy_data, train_flow_model
+from agm.metrics import energy_distance, wasserstein2  # unbiased energy distance on a seeded subsample; exact W2
 from agm.training.results import write_result
 
 Tensor = torch.Tensor

@@ -23,7 +23,8 @@ from scipy.stats import spearmanr
 
 from agm.nets import TimeMLP
 from agm.methods.steering.relative_reward import FlowScore, RelativeRewardLoss, steer_sample, train_relative_reward
-from agm.methods.steering import EmpiricalFlowVelocity, energy_distance, make_reward, sample_flow, tilted_rejection_sample, toy_data, train_flow_model
+from agm.methods.steering import EmpiricalFlowVelocity, make_reward, sample_flow, tilted_rejection_sample, toy_data, train_flow_model
+from agm.metrics import energy_distance, wasserstein2  # unbiased energy distance on a seeded subsample; exact W2
 from agm.training.results import write_result
 
 

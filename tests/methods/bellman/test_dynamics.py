@@ -1,4 +1,4 @@
-"""Bellman Diffusion Dynamics with exact fields: stationarity and convergence (digest sec. 4, oracles 7.4-7.5)."""
+"""Bellman Diffusion Dynamics with exact fields: stationarity and convergence (docs/bellman.md)."""
 import math
 
 import numpy as np
@@ -35,7 +35,7 @@ def test_stationary_1d_and_sqrt2p_breaks_it():
     assert ok, d
     # variance SE = sqrt(2/n) = 0.022; 5 SE
     assert abs(float(x.var()) - 1.0) < 0.11
-    # wrong constant sqrt(2 p) (digest sec. 4.1): variance drifts upward (3.3 by t = 50; here t = 30)
+    # wrong constant sqrt(2 p) (docs/bellman.md): variance drifts upward (3.3 by t = 50; here t = 30)
     xw = BellmanDynamics(steps=1500, step_size=0.02, noise_scale=math.sqrt(2)).sample(dp1, x0, p1, generator=gen)
     assert float(xw.var()) > 1.8
     assert not _ks_ok(xw[:, 0].numpy(), "norm", n)[1]

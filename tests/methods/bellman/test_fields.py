@@ -1,4 +1,4 @@
-"""Field-matching losses of Bellman Diffusion vs brute-force 1-D integrals and the digest's oracles (sec. 7)."""
+"""Field-matching losses of Bellman Diffusion vs brute-force 1-D integrals and the our oracles (sec. 7)."""
 import math
 
 import numpy as np
@@ -32,7 +32,7 @@ def g_fn(x):  # (B,1) -> (B,1)
 
 
 def test_oracle_constants_and_identities():
-    # digest oracle 7.1: E_p(f-p)^2 = E_p[f^2 - 2 f p] + C_I, E_p(g-p')^2 = E_p[g^2 + g' p] + C_grad (p = N(0,1))
+    # a test oracle in tests/methods/bellman: E_p(f-p)^2 = E_p[f^2 - 2 f p] + C_I, E_p(g-p')^2 = E_p[g^2 + g' p] + C_grad (p = N(0,1))
     p = lambda x: _npdf(x, 1.0)
     dp = lambda x: -x * p(x)
     f = lambda x: 0.3 * np.exp(-x**2 / 3) + 0.05 * np.sin(x)
@@ -49,7 +49,7 @@ def test_oracle_constants_and_identities():
 @pytest.mark.parametrize("kernel", ["full", "sliced"])
 def test_mc_losses_match_brute_force_integrals(kernel):
     # For data N(0,1) and eps, the estimator's expectation is  int p (f^2 - 2 f h)  and  int p (g^2 + g' h),
-    # h = p * N_eps = N(0, 1 + eps)  (digest sec. 3.3). Quadrature gives the truth.
+    # h = p * N_eps = N(0, 1 + eps)  (docs/bellman.md). Quadrature gives the truth.
     eps = 0.1
     obj = FieldMatching(eps=eps, kernel=kernel, trace="exact")
     p = lambda x: _npdf(x, 1.0)
@@ -84,7 +84,7 @@ def test_sliced_equals_full_in_1d():
 
 
 def test_kernel_excludes_diagonal_brute_force():
-    # digest oracle 7.10: the i = j pair must not be counted
+    # a test oracle in tests/methods/bellman: the i = j pair must not be counted
     x = torch.randn(20, 2, dtype=torch.float64)
     eps = 0.3
     k = kernel_weights(x, eps, kernel="full")
@@ -108,7 +108,7 @@ def test_permutation_pairing_has_no_fixed_point_and_right_mean():
 
 
 def test_sliced_scale_oracle_d10():
-    # digest oracle 7.3: with unit w, E_p[K] = E_p[h] = N(0; 0, 2 + eps) in any d (w^T(x1 - x2) ~ N(0, 2))
+    # a test oracle in tests/methods/bellman: with unit w, E_p[K] = E_p[h] = N(0; 0, 2 + eps) in any d (w^T(x1 - x2) ~ N(0, 2))
     eps = 0.1
     gen = torch.Generator().manual_seed(0)
     vals = [float(kernel_weights(torch.randn(500, 10, generator=gen, dtype=torch.float64), eps, generator=gen).mean()) for _ in range(10)]
@@ -135,7 +135,7 @@ def test_hutchinson_trace_unbiased_and_rademacher_exact_1d():
 
 
 def test_closed_form_minimiser_beats_perturbations():
-    # digest oracle 7.2: for N(0,1) data and the full kernel, (f*, g*) minimise the expected losses.
+    # a test oracle in tests/methods/bellman: for N(0,1) data and the full kernel, (f*, g*) minimise the expected losses.
     # Evaluate expected losses by quadrature for c f*(x; s^2) and a g* + b psi.
     eps = 0.1
     mu = torch.zeros(1, dtype=torch.float64)
@@ -150,7 +150,7 @@ def test_closed_form_minimiser_beats_perturbations():
     for c, s2 in [(1.05, 1.1), (0.95, 1.1), (1.0, 1.0), (1.0, 1.2)]:
         f = c * torch.exp(-0.5 * xs[:, 0] ** 2 / s2) / math.sqrt(2 * math.pi * s2)
         assert Lf(f) > base
-    # g loss: int p (g^2 + g' h); g* must beat a g* + b psi and (1.1) g*, and the naive h' (digest sec. 4.3)
+    # g loss: int p (g^2 + g' h); g* must beat a g* + b psi and (1.1) g*, and the naive h' (docs/bellman.md)
     def Lg(gfun):
         xg = xs.clone().requires_grad_(True)
         g = gfun(xg)[:, 0]
@@ -162,7 +162,7 @@ def test_closed_form_minimiser_beats_perturbations():
 
 
 def test_trained_mlp_reaches_gaussian_minimisers():
-    # digest oracle 7.2: a trained MLP must reach f* = N(0, 1 + eps), g* = -1/2 f* x (1/(1+eps) + 1)
+    # a test oracle in tests/methods/bellman: a trained MLP must reach f* = N(0, 1 + eps), g* = -1/2 f* x (1/(1+eps) + 1)
     torch.manual_seed(0)
     eps = 0.1
     x = torch.randn(20000, 1, generator=torch.Generator().manual_seed(0))

@@ -1,5 +1,5 @@
 """Distributional RL pieces of Bellman Diffusion: C51 projection on hand-computed cases, the field Bellman
-targets against closed forms (digest oracles 7.6-7.8), and bad input (non-finite returns, unsupported spaces)."""
+targets against closed forms (a test oracle in tests/methods/bellman), and bad input (non-finite returns, unsupported spaces)."""
 import math
 
 import gymnasium as gym
@@ -71,7 +71,7 @@ def _npdf(x, mu, var):
 
 
 def test_field_targets_of_a_gaussian_are_the_pushed_gaussian():
-    # digest oracle 7.6: Z' ~ N(m, s^2) -> r + gamma Z' ~ N(r + gamma m, gamma^2 s^2), and the g-target is its derivative
+    # a test oracle in tests/methods/bellman: Z' ~ N(m, s^2) -> r + gamma Z' ~ N(r + gamma m, gamma^2 s^2), and the g-target is its derivative
     m, s, r, gamma = 2.0, 0.5, 1.0, 0.9
     z = torch.linspace(0.0, 5.0, 201, dtype=torch.float64)[None]
     u = (z - r) / gamma
@@ -92,7 +92,7 @@ def test_field_targets_terminal_and_linear():
     y_f, y_g = bellman_field_targets(torch.zeros_like(z), torch.zeros_like(z), z, r, term, 0.9, 0.04)
     torch.testing.assert_close(y_f, _npdf(z, r[:, None], 0.04))
     torch.testing.assert_close(y_g, -(z - r[:, None]) / 0.04 * _npdf(z, r[:, None], 0.04))
-    # linearity (digest oracle 7.8): the non-terminal target of a f1 + b f2 is a T(f1) + b T(f2)
+    # linearity (a test oracle in tests/methods/bellman): the non-terminal target of a f1 + b f2 is a T(f1) + b T(f2)
     g = torch.Generator().manual_seed(1)
     f1, f2, g1, g2 = (torch.rand(2, 11, generator=g) for _ in range(4))
     nt = torch.zeros(2)
@@ -104,7 +104,7 @@ def test_field_targets_terminal_and_linear():
 
 
 def test_bd_agent_learns_mixture_and_bootstrap():
-    # digest oracles 7.7-7.8 with returns normalised by c = 0.5, kappa = 1 (v_min=-0.5, v_max=1.5: z~ = z - 0.5,
+    # a test oracle in tests/methods/bellman with returns normalised by c = 0.5, kappa = 1 (v_min=-0.5, v_max=1.5: z~ = z - 0.5,
     # bootstrap reward r~ = r - c (1 - gamma), terminal return z~ = r - c; a centre c != 0 catches a mix-up of the two).
     # state 0: terminal with r = 0 (prob q = 0.3) or r = 1 -> p = q N(0, eps) + (1-q) N(1, eps) in raw units (a mixture,
     #   not a geometric mean); state 1: non-terminal r = 0.6 to state 2; state 2: terminal r = 0.8 ->

@@ -1,4 +1,4 @@
-"""Ground-truth tests for relative reward extraction (efm-qipo-rewards-irl-digest.md §C.7 oracles)."""
+"""Ground-truth tests for relative reward extraction (arXiv 2306.01804 oracles)."""
 from __future__ import annotations
 
 import math
@@ -19,7 +19,7 @@ def fm_var(t: torch.Tensor, sd: float) -> torch.Tensor:
 
 
 def test_flow_score_and_target_scales_match_closed_forms():
-    """O-C3: analytic scores in every target space (digest §C.3 table), no clipping."""
+    """O-C3: analytic scores in every target space (arXiv 2306.01804), no clipping."""
     torch.manual_seed(0)
     m1, m2, sd = torch.tensor([0.3, -0.2]), torch.tensor([1.0, 0.5]), 0.7
     base, expert = FlowScore(GaussianFlowVelocity(m1, sd)), FlowScore(GaussianFlowVelocity(m2, sd))

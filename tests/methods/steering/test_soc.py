@@ -1,5 +1,5 @@
 """Ground-truth tests for reward fine-tuning by memoryless SOC: adjoint matching and the SOC loss family
-(soc-adjoint-flowmaps-digest.md §A8 oracles; efm digest §A.3 for reward-weighted regression).
+(arXiv 2409.08861 oracles; arXiv 2503.04975 for reward-weighted regression).
 
 Fixture: data N(mu, sd^2) in 1-D, base velocity = the exact linear-FM velocity (GaussianFlowVelocity), so
 the tilted optimum p* ∝ p_base exp(lam r) is Gaussian in closed form for linear and quadratic rewards.
@@ -43,7 +43,7 @@ def _problem(ft, steps, reward=None, **kw):
 
 
 def test_memoryless_schedule_sigma_and_independence():
-    """sigma^2 = 2 eta_t exactly at offset 0 (digest §A2); under the memoryless base SDE corr(X_0, X_1) ≈ 0 (§A7).
+    """sigma^2 = 2 eta_t exactly at offset 0 (arXiv 2409.08861); under the memoryless base SDE corr(X_0, X_1) ≈ 0 (§A7).
     n = 20000 pairs: s.e. of a correlation near 0 is 1/sqrt(n) = 0.0071; tolerance 0.035 = 5 s.e."""
     t = torch.linspace(0.01, 0.99, 50)
     sch = MemorylessSchedule(0.0)
@@ -135,7 +135,7 @@ def test_adjoint_matching_reaches_quadratic_tilt():
 
 
 def test_reward_weighted_regression_excess_loss_identity():
-    """RWR (efm digest §A.3): B softmax(lam r) weights turn the FM loss on base samples into the FM loss under q,
+    """RWR (arXiv 2503.04975): B softmax(lam r) weights turn the FM loss on base samples into the FM loss under q,
     so L(v) - L(v*) = E_{t, x ~ q_t} |v - v*|^2 / D for the exact tilted velocity v*. With common random numbers
     (same batch) for both losses and B = 100000, the self-normalised estimate has O(1/B) bias; tolerance 10%."""
     base = GaussianFlowVelocity([MU], SD)

@@ -14,6 +14,8 @@ from agm.errors import ConfigError, check_choice, check_positive
 from agm.training.config import TrainConfig, all_keys as _all_keys, build_config, save_config
 
 BUILTIN_DIR = Path(__file__).parent / "configs"
+# the arms of docs/agm.md: drift-only, AGM, the two controls, and the path-level variant (ours)
+METHODS = ("baseline", "agm", "time_weight", "fixed_weight", "agm_path")
 
 
 @dataclass
@@ -69,6 +71,24 @@ class PotentialConfig:
 
 
 @dataclass
+class TimeWeightConfig:  # method=time_weight: u(t) = linear head on [cos(pi k t), sin(pi k t)], k = 1..features
+    features: int = 16
+
+
+@dataclass
+class FixedWeightConfig:  # method=fixed_weight: lambda(t), normalised and clipped as potential.normalise / potential.clip
+    schedule: str = "inverse_variance"  # inverse_variance: 1 / (offset + sigma^2 t / (1 - t)) | power: (1 - t)^power
+    offset: float = 1.0
+    power: float = 1.0
+
+
+@dataclass
+class CouplingConfig:  # method=agm_path (ours): pairs resampled from a Sinkhorn-balanced exp(-||x1 - x0||^2 / (2 d tau))
+    temperature: Optional[float] = None  # tau on the per-dimension action; None: sigma^2 / d (Schrodinger-bridge coupling)
+    iters: int = 20  # Sinkhorn iterations (rows exact; logged pair_col_err = column error)
+
+
+@dataclass
 class SampleConfig:
     steps: int = 100
     method: str = "em"  # em | euler | heun
@@ -84,19 +104,31 @@ class EvalConfig:
 
 @dataclass
 class Config:
-    method: str = "agm"  # agm | baseline (drift-only bridge matching)
+    method: str = "agm"  # baseline | agm | time_weight | fixed_weight | agm_path (docs/agm.md)
     seed: int = 0
     data: DataConfig = field(default_factory=DataConfig)
     path: PathConfig = field(default_factory=PathConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     potential: PotentialConfig = field(default_factory=PotentialConfig)
+    time_weight: TimeWeightConfig = field(default_factory=TimeWeightConfig)
+    fixed_weight: FixedWeightConfig = field(default_factory=FixedWeightConfig)
+    coupling: CouplingConfig = field(default_factory=CouplingConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     sample: SampleConfig = field(default_factory=SampleConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
 
     def validate(self) -> "Config":
         """Check every value; raises ConfigError naming the field and what is accepted."""
-        check_choice("method", self.method, ("agm", "baseline"))
+        check_choice("method", self.method, METHODS)
+        check_choice("fixed_weight.schedule", self.fixed_weight.schedule, ("inverse_variance", "power"))
+        check_positive("fixed_weight.offset", self.fixed_weight.offset)
+        check_positive("fixed_weight.power", self.fixed_weight.power, allow_zero=True)
+        check_positive("time_weight.features", self.time_weight.features, integer=True)
+        check_positive("coupling.iters", self.coupling.iters, integer=True)
+        if self.coupling.temperature is not None:
+            check_positive("coupling.temperature", self.coupling.temperature)
+        elif self.method == "agm_path" and self.path.sigma == 0:
+            raise ConfigError("method='agm_path' with path.sigma=0 needs coupling.temperature (> 0): its default sigma^2 / d is 0")
         check_choice("model.kind", self.model.kind, ("mlp", "unet"))
         check_choice("model.parameterisation", self.model.parameterisation, ("drift", "endpoint"))
         check_choice("sample.method", self.sample.method, ("em", "euler", "heun"))
@@ -165,5 +197,6 @@ def load_config(source: str | Path | dict | None = None, overrides: list[str] | 
     return cfg.validate()
 
 
-__all__ = ["Config", "DataConfig", "PathConfig", "ModelConfig", "PotentialConfig", "TrainConfig", "SampleConfig",
+__all__ = ["Config", "DataConfig", "PathConfig", "ModelConfig", "PotentialConfig", "TimeWeightConfig", "FixedWeightConfig",
+           "CouplingConfig", "METHODS", "TrainConfig", "SampleConfig",
            "EvalConfig", "load_config", "save_config", "all_keys", "builtin_configs", "BUILTIN_DIR"]

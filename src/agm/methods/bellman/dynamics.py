@@ -1,17 +1,17 @@
 """Bellman Diffusion Dynamics: the sampling SDE driven by a gradient field g ~ grad p and a scalar field f ~ p.
 
 Bellman Diffusion (Li et al., arXiv 2410.01796) Eqs. (4), (12), (13) and Algorithm 2; constants as
-reconstructed and verified in bellman-diffusion-digest.md sec. 4.1 (the paper's formula was lost):
+reconstructed and verified in docs/bellman.md (the paper's formula was lost):
 
     dx_t = grad p(x_t) dt + sqrt(p(x_t)) dW_t          (exact fields;   p is the stationary law)
     dx_t = g_phi(x_t) dt + sqrt(f_theta(x_t)) dW_t     (learned fields, Eq. 13)
 
 NOT sqrt(2 p): Fokker-Planck with D = b^2/2 = p/2 has zero flux at p iff drift = grad D + D grad log p
-= grad p. Euler-Maruyama discretisation (Algorithm 2, digest sec. 4.4):
+= grad p. Euler-Maruyama discretisation (Algorithm 2, docs/bellman.md):
 
     x_{k+1} = x_k + eta g(x_k) + sqrt(eta * pos(f(x_k))) xi_k,   xi_k ~ N(0, I)
 
-Safety where f is near zero or negative (our choice, digest sec. 4.4 / 8.8): ``positivity`` maps f
+Safety where f is near zero or negative (our choice, docs/bellman.md): ``positivity`` maps f
 to a non-negative mobility before the square root ('clamp': max(f, 0), default; 'softplus';
 'abs'), so no square root of a negative number and no division by f ever occurs (the sampler
 never forms g / f). Where f <= 0 the particle gets only the drift g; ``drift_clip`` optionally
@@ -27,6 +27,7 @@ from torch import Tensor
 
 from agm.errors import ConfigError, check_choice, check_positive
 from agm.samplers.euler_maruyama import EulerMaruyama
+from agm.tensors import expand_time
 
 POSITIVITY = ("clamp", "softplus", "abs")
 XField = Callable[[Tensor], Tensor]
@@ -41,11 +42,11 @@ def _positive(f: Tensor, how: str) -> Tensor:
 
 
 class BellmanDynamics:
-    """Sampler of the Bellman Diffusion Dynamics dx = g(x) dt + sqrt(f(x)) dW (Eq. 13; digest sec. 4).
+    """Sampler of the Bellman Diffusion Dynamics dx = g(x) dt + sqrt(f(x)) dW (Eq. 13; docs/bellman.md).
 
     Args:
-        steps: number of Euler-Maruyama steps K (digest default 2000).
-        step_size: eta. If None, eta = rel_step / max f(x0) over the initial batch (digest sec. 8.10:
+        steps: number of Euler-Maruyama steps K (our default 2000).
+        step_size: eta. If None, eta = rel_step / max f(x0) over the initial batch (docs/bellman.md:
             the effective Langevin step is eta f / 2; default eta = 0.05 / max f).
         rel_step: used when step_size is None.
         positivity: 'clamp' | 'softplus' | 'abs', how f is made non-negative inside the square root.
@@ -108,12 +109,12 @@ class BellmanDynamics:
             g = field(x)
             if self.drift_clip is not None:
                 n = g.flatten(1).norm(dim=1).clamp_min(1e-12)
-                g = g * (self.drift_clip / n).clamp(max=1.0).reshape(-1, *([1] * (g.dim() - 1)))
+                g = g * expand_time((self.drift_clip / n).clamp(max=1.0), g)
             return g
 
         def diffusion(x: Tensor, t: Tensor) -> Tensor:
             f = _positive(density(x).reshape(B), self.positivity)
-            return (self.noise_scale * f.sqrt()).reshape(-1, *([1] * (x.dim() - 1)))
+            return expand_time(self.noise_scale * f.sqrt(), x)
 
         em = EulerMaruyama(steps=self.steps, t0=0.0, t1=eta * self.steps, noise_last_step=True)
         out = em.sample(drift, x0, diffusion, generator=generator, return_trajectory=return_trajectory)

@@ -1,24 +1,24 @@
 """Bellman Diffusion field matching: a scalar field f ~ p and a gradient field g ~ grad p.
 
 Li, Lai, Schoenlieb, Mitsufuji, Ermon, "Bellman Diffusion", arXiv 2410.01796, Def. 3.1 and
-Eqs. (5)-(11); every formula below is our reconstruction in bellman-diffusion-digest.md sec. 3
-(the paper's formulas were lost; the structure is stated). Losses (digest sec. 3.2, 3.4, 3.5):
+Eqs. (5)-(11). Our copy of the paper states the structure but not every formula; the forms below are
+our reconstruction, written out in docs/bellman.md. Losses:
 
     L_I(theta)   = E_{x1,x2,w} [ f(x1)^2 - 2 f(x1) k(x1, x2) ]                                  (Eq. 8 / 11)
     L_grad(phi)  = E_{x1,x2,v,w} [ ||g(x1)||^2 + v^T grad_x (v^T g(x1)) k(x1, x2) ]             (Eq. 8 / 9 / 10)
 
-with the Gaussian smoothing kernel, epsilon a *variance* (digest sec. 8.2),
+with the Gaussian smoothing kernel, epsilon a *variance* (docs/bellman.md),
 
     full   : k = N(x1 - x2; 0, eps I_d)                  (Eq. 8, d-dimensional)
     sliced : k = N(w^T (x1 - x2); 0, eps), w uniform on the unit sphere   (Eq. 10-11, "1-D projection")
 
-Both are minimised (digest sec. 3.3) by f* = h and g* = grad(p h) / (2 p), h(x) = E_y k(x, y);
+Both are minimised (docs/bellman.md) by f* = h and g* = grad(p h) / (2 p), h(x) = E_y k(x, y);
 eps -> 0 with the full kernel gives f* = p, g* = grad p. In d >= 2 the sliced kernel learns a
-sliced density h, not p (digest sec. 3.5); the pair (h, g*) still has p as the exact stationary
-law of the Bellman dynamics (digest sec. 4.3). The two losses must share the kernel, so we compute
+sliced density h, not p (docs/bellman.md); the pair (h, g*) still has p as the exact stationary
+law of the Bellman dynamics (docs/bellman.md). The two losses must share the kernel, so we compute
 the kernel weights once per batch and hand the same weights to both.
 
-Reconstructed choices (each a config option of ``FieldMatching``; digest sec. 8):
+Reconstructed choices (each a config option of ``FieldMatching``; docs/bellman.md):
     kernel      'sliced' (default, Eqs. 10-11) | 'full' (Eq. 8)
     pairing     'all' (U-statistic over j != i, default) | 'permutation' (one random partner, closer to Algorithm 1)
     trace       'hutchinson' (v ~ N(0, I), Eq. 9, default) | 'rademacher' | 'exact' (d VJPs)
@@ -48,10 +48,10 @@ HEADS = ("linear", "softplus")
 # networks
 # ------------------------------------------------------------------------------------------------
 class ScalarField(nn.Module):
-    """f_theta : R^d -> R, the scalar (density) field of Bellman Diffusion (digest sec. 2).
+    """f_theta : R^d -> R, the scalar (density) field of Bellman Diffusion (docs/bellman.md).
 
     ``head='linear'`` (the paper's, as far as we can tell) or ``'softplus'`` (keeps f >= 0; RL
-    targets stay positive combinations so linearity is kept; digest sec. 3.6). Returns shape (B,).
+    targets stay positive combinations so linearity is kept; docs/bellman.md). Returns shape (B,).
     """
 
     def __init__(self, dim: int, hidden: int = 128, depth: int = 3, act: str = "silu", head: str = "linear") -> None:
@@ -66,7 +66,7 @@ class ScalarField(nn.Module):
 
 
 class GradientField(nn.Module):
-    """g_phi : R^d -> R^d, the gradient field of Bellman Diffusion, a separate network (digest sec. 3.3, 8.7)."""
+    """g_phi : R^d -> R^d, the gradient field of Bellman Diffusion, a separate network (docs/bellman.md)."""
 
     def __init__(self, dim: int, hidden: int = 128, depth: int = 3, act: str = "silu") -> None:
         super().__init__()
@@ -93,11 +93,11 @@ def kernel_weights(
     n_proj: int = 1,
     generator: torch.Generator | None = None,
 ) -> Tensor:
-    """Per-sample kernel weight K_i ~ E_{x2, w} k(x_i, x2), the Monte-Carlo stand-in for p(x_i) (digest sec. 3.5-3.6).
+    """Per-sample kernel weight K_i ~ E_{x2, w} k(x_i, x2), the Monte-Carlo stand-in for p(x_i) (docs/bellman.md).
 
     sliced: k = N(w_i^T (x_i - x_j); 0, eps), w_i uniform on the unit sphere (n_proj directions
     per sample, averaged); full: k = N(x_i - x_j; 0, eps I_d). pairing='all' averages over all j != i
-    (the i = j pair would add (2 pi eps)^{-1/2}, a large bias; digest sec. 7.10), 'permutation' uses
+    (the i = j pair would add (2 pi eps)^{-1/2}, a large bias; docs/bellman.md), 'permutation' uses
     one partner j = pi(i) from a derangement. Returned detached (kernel weights carry no gradient).
     """
     check_positive("field_matching.eps", eps)
@@ -136,17 +136,17 @@ def kernel_weights(
 # per-sample losses
 # ------------------------------------------------------------------------------------------------
 def scalar_field_loss(f: Tensor, k: Tensor) -> Tensor:
-    """Per-sample scalar-field loss f(x_i)^2 - 2 f(x_i) K_i (Bellman Diffusion Eq. 8 / 11; digest sec. 3.2, 3.5)."""
+    """Per-sample scalar-field loss f(x_i)^2 - 2 f(x_i) K_i (Bellman Diffusion Eq. 8 / 11; docs/bellman.md)."""
     return f**2 - 2.0 * f * k
 
 
 def divergence_term(
     g_net, x: Tensor, *, trace: str = "hutchinson", n_slices: int = 1, generator: torch.Generator | None = None
 ) -> tuple[Tensor, Tensor, Tensor]:
-    """Return (g(x), div-estimate per sample, v) with div ~ tr(grad_x g(x)) (Bellman Diffusion Eq. 9; digest sec. 3.4).
+    """Return (g(x), div-estimate per sample, v) with div ~ tr(grad_x g(x)) (Bellman Diffusion Eq. 9; docs/bellman.md).
 
     hutchinson / rademacher: mean over n_slices of v^T grad_x (v^T g) with v ~ N(0, I) / Rademacher
-    (E[v v^T] = I makes it unbiased; digest oracle 7.9); exact: the sum of d diagonal Jacobian entries.
+    (E[v v^T] = I makes it unbiased; a test oracle in tests/methods/bellman); exact: the sum of d diagonal Jacobian entries.
     The graph is kept (create_graph=True) so the loss can be back-propagated into g's parameters.
     """
     check_choice("field_matching.trace", trace, TRACES)
@@ -172,7 +172,7 @@ def divergence_term(
 
 
 def gradient_field_loss(g: Tensor, div: Tensor, k: Tensor, *, first_term: str = "exact", v: Tensor | None = None) -> Tensor:
-    """Per-sample gradient-field loss ||g||^2 + div_hat(g) K_i (Bellman Diffusion Eq. 8-10; digest sec. 3.2-3.5).
+    """Per-sample gradient-field loss ||g||^2 + div_hat(g) K_i (Bellman Diffusion Eq. 8-10; docs/bellman.md).
 
     ``first_term='sliced'`` replaces ||g||^2 by the mean over slices of (v^T g)^2 (the literal Eq. 9-10).
     """
@@ -188,7 +188,7 @@ def gradient_field_loss(g: Tensor, div: Tensor, k: Tensor, *, first_term: str = 
 
 @dataclass
 class FieldMatching:
-    """Bellman Diffusion field-matching objective (Eqs. 8-11; digest sec. 3), options as in the module docstring.
+    """Bellman Diffusion field-matching objective (Eqs. 8-11; docs/bellman.md), options as in the module docstring.
 
     ``losses(f_net, g_net, x)`` returns the per-sample losses (l_f, l_g), both shape (B,), computed with
     one shared set of kernel weights.
@@ -231,7 +231,7 @@ class FieldMatching:
 
 
 def gaussian_field_minimisers(mu: Tensor, var: float, eps: float, kernel: str = "full"):
-    """Closed-form minimisers (f*, g*) for data N(mu, var I) (digest sec. 3.3 and oracles 7.2-7.3; test oracle).
+    """Closed-form minimisers (f*, g*) for data N(mu, var I) (docs/bellman.md; test oracle).
 
     full:   f* = N(x; mu, (var + eps) I),  g* = -1/2 f* (x - mu) [1/(var + eps) + 1/var]
     sliced: f* = N(w^T(x - mu); 0, var + eps) averaged over unit w; for d = 1 equal to 'full'.
@@ -252,49 +252,85 @@ def gaussian_field_minimisers(mu: Tensor, var: float, eps: float, kernel: str = 
     return f, g
 
 
+class FieldMethod(nn.Module):
+    """The two fields as one trainable method for :class:`agm.training.Trainer` (its protocol: ``networks()``,
+    ``ema_names``, ``loss(batch, step, generator)``). The loss is l_f + l_g (Eqs. 10-11 with shared kernel
+    weights); the two networks have disjoint parameters, so one step on the sum is one step on each network
+    (Algorithm 1 of arXiv 2410.01796)."""
+
+    ema_names = ("f", "g")
+
+    def __init__(self, dim: int, objective: FieldMatching, *, hidden: int = 128, depth: int = 3, head: str = "linear") -> None:
+        super().__init__()
+        self.f = ScalarField(dim, hidden, depth, head=head)
+        self.g = GradientField(dim, hidden, depth)
+        self.objective = objective
+
+    def networks(self) -> dict[str, nn.Module]:
+        return {"f": self.f, "g": self.g}
+
+    def loss(self, batch: Tensor, step: int, generator: torch.Generator) -> tuple[Tensor, dict[str, Tensor]]:
+        l_f, l_g = self.objective.losses(self.f, self.g, batch, generator=generator)
+        lf, lg = l_f.mean(), l_g.mean()
+        loss = lf + lg
+        return loss, {"loss": loss.detach(), "loss_f": lf.detach(), "loss_g": lg.detach()}
+
+
+class RowBatches:
+    """Batch function for the Trainer: ``batch_size`` distinct rows of x per step (a seeded permutation from
+    the Trainer's generator, so a resume is exact). Distinct rows matter here: a row drawn twice would pair
+    with itself in the kernel weights and add the large self-term (2 pi eps)^(-d/2) / (B - 1)."""
+
+    def __init__(self, x: Tensor, batch_size: int) -> None:
+        if x.dim() != 2 or x.shape[0] < 2 or not torch.isfinite(x).all():
+            raise DataError(f"training data must be a finite (N, d) tensor with N >= 2; got shape {tuple(x.shape)}")
+        self.x = x
+        self.batch_size = min(int(batch_size), x.shape[0])
+
+    def __call__(self, step: int, generator: torch.Generator) -> Tensor:
+        if self.x.device != generator.device:
+            self.x = self.x.to(generator.device)
+        idx = torch.randperm(self.x.shape[0], generator=generator, device=self.x.device)[: self.batch_size]
+        return self.x[idx]
+
+
 def train_fields(
     x: Tensor,
     objective: FieldMatching,
     *,
     steps: int = 2000,
     batch_size: int = 512,
-    lr: float = 1e-3,
+    lr: float = 2e-3,
     hidden: int = 128,
     depth: int = 3,
     head: str = "linear",
     seed: int = 0,
     log_every: int = 0,
+    grad_clip: float = 0.0,
+    ema_decay: float = 0.99,
+    weight_decay: float = 0.0,
+    schedule: str = "cosine",
+    device: str = "cpu",
 ) -> tuple[ScalarField, GradientField, list[dict]]:
-    """Fit f and g on data x (N, d) with Adam, one gradient step on each network per batch (Algorithm 1, digest sec. 3.6).
-
-    Returns (f_net, g_net, log) where log holds {step, loss_f, loss_g} every ``log_every`` steps.
+    """Fit f and g on data x (N, d) with the shared :class:`agm.training.Trainer` (AdamW, optional clipping,
+    EMA, NaN guard, ``schedule``: constant | cosine | linear learning rate), no files written. Returns the EMA copies (f, g) (the raw networks when ema_decay = 0)
+    and the logged records {step, loss, loss_f, loss_g} every ``log_every`` steps (0: only the last step).
+    For runs with checkpoints and resume use ``agm bellman train`` (:mod:`agm.methods.bellman.run`).
     """
+    from agm.training.config import TrainConfig
+    from agm.training.trainer import Trainer
+
     check_positive("train.steps", steps, integer=True)
     check_positive("train.batch_size", batch_size, integer=True)
     check_positive("train.lr", lr)
-    if x.dim() != 2 or not torch.isfinite(x).all():
-        raise DataError(f"training data must be a finite (N, d) tensor; got shape {tuple(x.shape)}")
-    torch.manual_seed(seed)
-    gen = torch.Generator().manual_seed(seed)
-    d = x.shape[1]
-    f_net = ScalarField(d, hidden, depth, head=head)
-    g_net = GradientField(d, hidden, depth)
-    opt_f = torch.optim.Adam(f_net.parameters(), lr=lr)
-    opt_g = torch.optim.Adam(g_net.parameters(), lr=lr)
-    sched = [torch.optim.lr_scheduler.CosineAnnealingLR(o, steps, eta_min=lr * 0.05) for o in (opt_f, opt_g)]
-    log: list[dict] = []
-    bs = min(batch_size, x.shape[0])
-    for step in range(steps):
-        idx = torch.randperm(x.shape[0], generator=gen)[:bs]
-        l_f, l_g = objective.losses(f_net, g_net, x[idx], generator=gen)
-        lf, lg = l_f.mean(), l_g.mean()
-        opt_f.zero_grad(set_to_none=True)
-        opt_g.zero_grad(set_to_none=True)
-        (lf + lg).backward()  # disjoint parameters: one step on each network
-        opt_f.step()
-        opt_g.step()
-        for s in sched:
-            s.step()
-        if log_every and (step % log_every == 0 or step == steps - 1):
-            log.append({"step": step, "loss_f": lf.item(), "loss_g": lg.item()})
-    return f_net, g_net, log
+    batches = RowBatches(x, batch_size)
+    torch.manual_seed(seed)  # network initialisation from the seed
+    method = FieldMethod(x.shape[1], objective, hidden=hidden, depth=depth, head=head).to(device)
+    cfg = TrainConfig(steps=steps, batch_size=batches.batch_size, lr=lr, weight_decay=weight_decay, grad_clip=grad_clip,
+                      ema_decay=ema_decay, log_every=log_every or steps, ckpt_every=steps, tensorboard=False, progress=False,
+                      device=device, schedule=schedule)
+    trainer = Trainer(method, batches, cfg, seed=seed)
+    log = trainer.fit()
+    if ema_decay > 0:
+        return trainer.ema["f"].model, trainer.ema["g"].model, log
+    return method.f.eval(), method.g.eval(), log

@@ -1,6 +1,6 @@
 """Score-based (unadjusted) Langevin sampling and a denoising score-matching fit: the baseline that
 Bellman Diffusion compares with on unbalanced mixtures (Bellman Diffusion sec. 1 and Fig. 2;
-bellman-diffusion-digest.md sec. 4.4).
+docs/bellman.md).
 
 Langevin dynamics  dx = grad log p(x) dt + sqrt(2) dW,  Euler-Maruyama:
     x_{k+1} = x_k + eta s(x_k) + sqrt(2 eta) xi_k
@@ -16,7 +16,7 @@ from typing import Callable
 import torch
 from torch import Tensor, nn
 
-from agm.errors import DataError, check_positive
+from agm.errors import check_positive
 from agm.nets import MLP
 from agm.samplers.euler_maruyama import EulerMaruyama
 
@@ -60,22 +60,41 @@ def dsm_loss(score: XField, x: Tensor, sigma: float, *, generator: torch.Generat
     return (sigma * score(x + sigma * z) + z).pow(2).sum(-1)
 
 
+class ScoreMethod(nn.Module):
+    """A ScoreNet fitted by denoising score matching, as a method of :class:`agm.training.Trainer`."""
+
+    ema_names = ("score",)
+
+    def __init__(self, dim: int, sigma: float, hidden: int = 128, depth: int = 3) -> None:
+        super().__init__()
+        check_positive("score.sigma", sigma)
+        self.score = ScoreNet(dim, hidden, depth)
+        self.sigma = sigma
+
+    def networks(self) -> dict[str, nn.Module]:
+        return {"score": self.score}
+
+    def loss(self, batch: Tensor, step: int, generator: torch.Generator) -> tuple[Tensor, dict[str, Tensor]]:
+        loss = dsm_loss(self.score, batch, self.sigma, generator=generator).mean()
+        return loss, {"loss": loss.detach()}
+
+
 def train_score(
-    x: Tensor, *, sigma: float = 0.1, steps: int = 2000, batch_size: int = 512, lr: float = 1e-3, hidden: int = 128, depth: int = 3, seed: int = 0
+    x: Tensor, *, sigma: float = 0.1, steps: int = 2000, batch_size: int = 512, lr: float = 1e-3, hidden: int = 128, depth: int = 3,
+    seed: int = 0, grad_clip: float = 0.0, ema_decay: float = 0.99, schedule: str = "constant", device: str = "cpu",
 ) -> ScoreNet:
-    """Fit a ScoreNet by denoising score matching at noise level sigma with Adam (baseline trainer)."""
+    """Fit a ScoreNet by denoising score matching at noise level sigma with the shared :class:`agm.training.Trainer`
+    (AdamW, EMA, NaN guard); returns the EMA network (the raw one when ema_decay = 0)."""
+    from agm.methods.bellman.fields import RowBatches
+    from agm.training.config import TrainConfig
+    from agm.training.trainer import Trainer
+
     check_positive("train.steps", steps, integer=True)
-    if x.dim() != 2 or not torch.isfinite(x).all():
-        raise DataError(f"training data must be a finite (N, d) tensor; got shape {tuple(x.shape)}")
+    batches = RowBatches(x, batch_size)
     torch.manual_seed(seed)
-    gen = torch.Generator().manual_seed(seed)
-    net = ScoreNet(x.shape[1], hidden, depth)
-    opt = torch.optim.Adam(net.parameters(), lr=lr)
-    bs = min(batch_size, x.shape[0])
-    for _ in range(steps):
-        idx = torch.randperm(x.shape[0], generator=gen)[:bs]
-        loss = dsm_loss(net, x[idx], sigma, generator=gen).mean()
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-    return net
+    method = ScoreMethod(x.shape[1], sigma, hidden, depth).to(device)
+    cfg = TrainConfig(steps=steps, batch_size=batches.batch_size, lr=lr, grad_clip=grad_clip, ema_decay=ema_decay, log_every=steps,
+                      ckpt_every=steps, tensorboard=False, progress=False, device=device, schedule=schedule)
+    trainer = Trainer(method, batches, cfg, seed=seed)
+    trainer.fit()
+    return trainer.ema["score"].model if ema_decay > 0 else method.score.eval()

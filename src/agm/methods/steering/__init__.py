@@ -12,19 +12,16 @@ from agm.methods.steering.tilt import (
     LinearReward,
     QuadraticReward,
     check_reward_values,
-    energy_distance,
     gaussian_kl,
     gaussian_tilt_linear,
     gaussian_tilt_quadratic,
     make_reward,
     tilted_rejection_sample,
     toy_data,
-    wasserstein2,
 )
 
 __all__ = [
     "EmpiricalFlowVelocity", "GaussianFlowVelocity", "sample_flow", "train_flow_model", "velocity_to_score",
-    "LinearReward", "QuadraticReward", "check_reward_values", "energy_distance", "gaussian_kl",
+    "LinearReward", "QuadraticReward", "check_reward_values", "gaussian_kl",
     "gaussian_tilt_linear", "gaussian_tilt_quadratic", "make_reward", "tilted_rejection_sample", "toy_data",
-    "wasserstein2",
 ]

@@ -2,7 +2,7 @@
 
 Convention (agm core, DESIGN.md): linear flow-matching path ``x_t = t x_1 + (1 - t) x_0`` with
 prior ``x_0 ~ N(0, I)`` at t = 0 and data ``x_1`` at t = 1, i.e. ``BrownianBridge(sigma=0)``. In
-diffusion notation ``alpha_t = t``, ``sigma_t = 1 - t`` and (soc-adjoint-flowmaps-digest.md §A2)
+diffusion notation ``alpha_t = t``, ``sigma_t = 1 - t`` and (arXiv 2409.08861)
 
     v(x, t) = kappa_t x + eta_t s(x, t),   kappa_t = 1 / t,   eta_t = (1 - t) / t,
 
@@ -10,33 +10,23 @@ so the score is ``s = (t v - x) / (1 - t)`` and the noise (= x_0) prediction is 
 """
 from __future__ import annotations
 
-import copy
-import math
-
 import torch
 from torch import Tensor, nn
 
+from agm.tensors import expand_time
 from agm.errors import DataError, check_positive
 from agm.nets import TimeMLP
-from agm.objectives import bridge_matching_loss
-from agm.paths import BrownianBridge
 from agm.samplers import ODESampler
 
 
-def _bt(t: Tensor, x: Tensor) -> Tensor:
-    if t.dim() == 0:
-        t = t.expand(x.shape[0])
-    return t.reshape(-1, *([1] * (x.dim() - 1))).to(x.dtype)
-
-
 def velocity_to_score(v: Tensor, x: Tensor, t: Tensor, t_max: float = 1.0 - 1e-4) -> Tensor:
-    """Score of the linear FM path from its velocity: s = (t v - x) / (1 - t) (digest §A2, alpha_t = t)."""
-    tb = _bt(t, x).clamp(max=t_max)
+    """Score of the linear FM path from its velocity: s = (t v - x) / (1 - t) (arXiv 2409.08861, alpha_t = t)."""
+    tb = expand_time(t, x).clamp(max=t_max)
     return (tb * v - x) / (1.0 - tb)
 
 
 class GaussianFlowVelocity(nn.Module):
-    """Exact linear-FM velocity for data N(mu, sd^2 I) (soc-adjoint-flowmaps-digest.md §A8):
+    """Exact linear-FM velocity for data N(mu, sd^2 I) (arXiv 2409.08861):
 
         v(x, t) = mu + c_t (x - t mu),   c_t = (t sd^2 - (1 - t)) / (t^2 sd^2 + (1 - t)^2).
     """
@@ -49,7 +39,7 @@ class GaussianFlowVelocity(nn.Module):
         self.dim = int(self.mu.numel())
 
     def forward(self, x: Tensor, t: Tensor) -> Tensor:
-        tb = _bt(t, x)
+        tb = expand_time(t, x)
         s2 = self.sd**2
         c = (tb * s2 - (1 - tb)) / (tb**2 * s2 + (1 - tb) ** 2)
         return self.mu + c * (x - tb * self.mu)
@@ -62,7 +52,7 @@ class EmpiricalFlowVelocity(nn.Module):
         v(x, t) = (E[x1 | x_t = x] - x) / (1 - t).
 
     ``log_tilt(x, t, r)`` returns log sum_i w_i exp(r_i): the exact relative reward
-    rho*(x, t) = log E_{p(x1 | x_t = x)}[exp r(x1)] of a tilt (efm-qipo-rewards-irl-digest.md §C.2).
+    rho*(x, t) = log E_{p(x1 | x_t = x)}[exp r(x1)] of a tilt (arXiv 2306.01804).
     """
 
     def __init__(self, data: Tensor, t_max: float = 1.0 - 1e-3) -> None:
@@ -74,7 +64,7 @@ class EmpiricalFlowVelocity(nn.Module):
         self.dim = data.shape[1]
 
     def _logw(self, x: Tensor, t: Tensor) -> tuple[Tensor, Tensor]:
-        tb = _bt(t, x).clamp(max=self.t_max)
+        tb = expand_time(t, x).clamp(max=self.t_max)
         diff = x[:, None, :] - tb[:, :, None] * self.data[None]  # (B, N, D)
         logw = -(diff.pow(2).sum(-1)) / (2 * (1 - tb) ** 2)  # (B, N)
         return torch.log_softmax(logw, dim=1), tb
@@ -100,36 +90,26 @@ def train_flow_model(
     lr: float = 2e-3,
     seed: int = 0,
     ema: float = 0.999,
+    grad_clip: float = 0.0,
 ) -> TimeMLP:
-    """Train a flow-matching ``TimeMLP`` on ``data`` with the agm core (``BrownianBridge(sigma=0)``):
+    """Train a flow-matching ``TimeMLP`` on ``data`` with the shared Trainer (AdamW, no weight decay, EMA):
 
         min_theta E_{t, x0 ~ N(0, I), x1 ~ data} || v_theta(x_t, t) - (x1 - x0) ||^2
 
-    (linear flow matching). Adam with cosine decay; returns the EMA copy of the weights, in eval mode.
+    (linear flow matching, arXiv 2210.02747; :class:`agm.methods.steering.fitting.FlowMatching`). Returns the
+    EMA copy of the weights, in eval mode. (Before the move onto the Trainer this loop used Adam with a cosine
+    learning-rate decay; the Trainer has no schedule, see docs/steering.md.)
     """
+    from agm.methods.steering.fitting import FlowMatching, fit, train_config
+
     if data.dim() != 2 or not torch.isfinite(data).all():
         raise DataError(f"data must be a finite (N, D) tensor; got shape {tuple(data.shape)}")
     check_positive("steps", steps, integer=True)
-    g = torch.Generator().manual_seed(seed)
     torch.manual_seed(seed)
     net = TimeMLP(data.shape[1], hidden=hidden, depth=depth)
-    avg = copy.deepcopy(net).requires_grad_(False)
-    opt = torch.optim.Adam(net.parameters(), lr=lr)
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda k: 0.5 * (1 + math.cos(math.pi * k / steps)))
-    path = BrownianBridge(sigma=0.0)
-    for _ in range(steps):
-        idx = torch.randint(0, data.shape[0], (batch,), generator=g)
-        x1 = data[idx]
-        x0 = torch.randn(x1.shape, generator=g)
-        loss, _ = bridge_matching_loss(net, path, x0, x1, generator=g)
-        opt.zero_grad(set_to_none=True)
-        loss.mean().backward()
-        opt.step()
-        sched.step()
-        with torch.no_grad():
-            for pa, p in zip(avg.parameters(), net.parameters()):
-                pa.lerp_(p, 1 - ema)
-    return avg.eval()
+    cfg = train_config(steps=steps, batch_size=batch, lr=lr, ema_decay=ema, grad_clip=grad_clip, log_every=max(1, steps))
+    trainer, _ = fit(FlowMatching(net), data.float(), cfg, seed=seed)
+    return trainer.ema["velocity"].model.eval()
 
 
 @torch.no_grad()

@@ -1,20 +1,20 @@
 """Learning to sample from a frozen flow/diffusion model by inverse RL (Bourdrez, Vérine, Cappé, 2026,
-arXiv 2602.08689; efm-qipo-rewards-irl-digest.md part B).
+arXiv 2602.08689; docs/steering.md).
 
-The frozen model's sampler is a finite-horizon MDP (digest §B.2), in agm's convention (noise at t = 0,
+The frozen model's sampler is a finite-horizon MDP (arXiv 2602.08689), in agm's convention (noise at t = 0,
 data at t = 1, linear FM velocity v):
 
 * state s_k = (x_k, t_k), k = 0..N, x_0 ~ N(0, I), t_0 = 0; horizon N = number of network evaluations;
 * action a_k from a discrete set that modifies one solver step (one NFE per step, whatever the action):
   - 'step'  : step-size factor c: t_{k+1} = t_k + c (1 - t_k)/(N - k) (c = 1 is the uniform grid; the last
               step always lands on t = 1); x_{k+1} = x_k + (t_{k+1} - t_k) v(x_k, t_k). [our choice]
-  - 'churn' : EDM stochasticity injection (digest §B.4) in the VE coordinates y = x/t, sigma_t = (1 - t)/t:
+  - 'churn' : EDM stochasticity injection (arXiv 2602.08689) in the VE coordinates y = x/t, sigma_t = (1 - t)/t:
               sigma_hat = sigma_t (1 + gamma), t_hat = 1/(1 + sigma_hat),
               x_hat = (t_hat/t) x + sqrt((1 - t_hat)^2 - (t_hat (1 - t)/t)^2) xi, then Euler from t_hat to t_{k+1}.
-  - 'scale' : score scale lambda (digest O-B3 action): v_lambda = x/t + lambda (v - x/t) (for t > 0).
+  - 'scale' : score scale lambda (arXiv 2602.08689): v_lambda = x/t + lambda (v - x/t) (for t > 0).
   Each family contains the identity action (c = 1, gamma = 0, lambda = 1).
 * no reward is given: the policy pi_theta(a_k | s_k) minimises sum_k omega_k D_f(p^E_k || p^theta_k)
-  (digest §B.3), p^E_k = data noised to t_k (x^E = t_k y + (1 - t_k) xi, free to draw). With
+  (arXiv 2602.08689), p^E_k = data noised to t_k (x^E = t_k y + (1 - t_k) xi, free to draw). With
   r = p^E/p^theta estimated by a t-conditioned discriminator (r_hat = exp d_psi), the gradient is
   E[grad log pi(a_j|s_j) G_j], G_j = sum_{k > j} R_k, R_k = -omega_k c_f(r_hat(x_k, t_k)), c_f(r) = f(r) - r f'(r).
 """
@@ -44,7 +44,7 @@ LEVEL_WEIGHTS = ("all", "final")
 # ------------------------------------------------------------------------------------------ f-divergences
 def c_f(r: Tensor, divergence: str = "reverse_kl", pr_lambda: float = 1.0) -> Tensor:
     """c_f(r) = f(r) - r f'(r), the per-state cost of grad D_f(p^E || p^theta) = E_theta[grad log p^theta c_f(r)]
-    (digest §B.3 table): reverse KL f = -log u -> 1 - log r; forward KL f = u log u -> -r;
+    (arXiv 2602.08689): reverse KL f = -log u -> 1 - log r; forward KL f = u log u -> -r;
     PR-divergence f = max(lambda u, 1) - max(lambda, 1) -> -max(lambda, 1) if lambda r > 1 else 1 - max(lambda, 1)."""
     check_choice("divergence", divergence, DIVERGENCES)
     if divergence == "reverse_kl":
@@ -155,7 +155,7 @@ class FlowSamplerMDP:
 class SamplerPolicy(nn.Module):
     """pi_theta(a_k | x_k, t_k, k): per-step logits (an open-loop schedule) plus, if ``state_dependent``,
     a small MLP of (x, t) (zero-initialised, so training starts from the schedule). ``init_identity_logit``
-    biases the identity action at init (the paper notes sensitivity to initialisation; digest §B.6)."""
+    biases the identity action at init (the paper notes sensitivity to initialisation; arXiv 2602.08689)."""
 
     def __init__(self, horizon: int, n_actions: int, *, dim: int | None = None, state_dependent: bool = False, hidden: int = 32, identity_action: int | None = None, init_identity_logit: float = 0.0) -> None:
         super().__init__()
@@ -191,7 +191,7 @@ def check_horizon(policy: SamplerPolicy, mdp: FlowSamplerMDP) -> None:
 
 class Discriminator(nn.Module):
     """Noise-level-conditioned logit d_psi(x, t); trained by logistic loss (expert = 1, sampler = 0), its optimum
-    is log p^E_t(x)/p^theta_t(x) on balanced batches (digest §B.3, oracle O-B2)."""
+    is log p^E_t(x)/p^theta_t(x) on balanced batches (arXiv 2602.08689, oracle O-B2)."""
 
     def __init__(self, dim: int, hidden: int = 64, depth: int = 2, clip: float = 10.0) -> None:
         super().__init__()
@@ -209,14 +209,14 @@ def discriminator_loss(disc: Discriminator, x_expert: Tensor, t_expert: Tensor, 
 
 
 def expert_states(data: Tensor, t: Tensor, *, generator: torch.Generator | None = None) -> Tensor:
-    """Expert occupancy at levels t (B,): x^E = t y + (1 - t) xi, y ~ data, xi ~ N(0, I) (digest §B.8.1)."""
+    """Expert occupancy at levels t (B,): x^E = t y + (1 - t) xi, y ~ data, xi ~ N(0, I) (arXiv 2602.08689)."""
     y = data[torch.randint(0, data.shape[0], (t.shape[0],), generator=generator)]
     return t[:, None] * y + (1 - t[:, None]) * torch.randn(y.shape, generator=generator)
 
 
 @dataclass
 class IRLConfig:
-    """Settings of ``train_sampler_policy`` (defaults: digest §B.8 recommendations where it gives them)."""
+    """Settings of ``train_sampler_policy`` (defaults: arXiv 2602.08689 recommendations where it gives them)."""
 
     iterations: int = 300
     batch: int = 256
@@ -242,49 +242,38 @@ class IRLConfig:
 
 
 def train_sampler_policy(mdp: FlowSamplerMDP, policy: SamplerPolicy, data: Tensor, cfg: IRLConfig, *, disc: Discriminator | None = None, callback: Callable[[int, dict], None] | None = None) -> list[dict]:
-    """Policy-gradient IRL (digest §B.5 pseudocode): roll out, update the discriminator on expert vs sampler
+    """Policy-gradient IRL (arXiv 2602.08689): roll out, update the discriminator on expert vs sampler
     states at the same levels, reward R_k = -omega_k c_f(exp d_psi(x_k, t_k)) (k = 1..N; omega = 1 on all
     levels or on the final one only), reward-to-go G_j = sum_{k > j} R_k, per-step batch-mean baseline,
-    REINFORCE + entropy bonus. Returns per-iteration logs."""
+    REINFORCE + entropy bonus. Trains through the shared Trainer
+    (:class:`agm.methods.steering.fitting.InverseRLSampler`: ``disc_steps`` discriminator steps, then one policy step,
+    per iteration; AdamW without weight decay, no clipping). Returns per-iteration logs."""
     check_horizon(policy, mdp)
     if data.dim() != 2 or data.shape[1] != mdp.dim:
         raise DataError(f"data has shape {tuple(data.shape)}; expected (N, {mdp.dim}) to match the sampler")
     if not torch.isfinite(data).all():
         raise DataError("data contains non-finite values")
-    g = torch.Generator().manual_seed(cfg.seed)
+    from agm.methods.steering.fitting import InverseRLSampler, _dummy_batches, fit, train_config
+
     torch.manual_seed(cfg.seed)
     disc = disc if disc is not None else Discriminator(mdp.dim)
-    opt_p = torch.optim.Adam(policy.parameters(), lr=cfg.lr)
-    opt_d = torch.optim.Adam(disc.parameters(), lr=cfg.disc_lr)
-    n_lv = mdp.horizon
-    omega = torch.ones(n_lv) if cfg.level_weights == "all" else torch.nn.functional.one_hot(torch.tensor(n_lv - 1), n_lv).float()
-    logs = []
-    for it in range(cfg.iterations):
-        ro = mdp.rollout(policy, cfg.batch, generator=g)
-        xm = ro.xs[1:].reshape(-1, mdp.dim)
-        tm = ro.ts[1:].reshape(-1)
-        for _ in range(cfg.disc_steps):
-            xe = expert_states(data, tm, generator=g)
-            dl = discriminator_loss(disc, xe, tm, xm, tm)
-            opt_d.zero_grad(set_to_none=True)
-            dl.backward()
-            opt_d.step()
-        with torch.no_grad():
-            d = disc(xm, tm).reshape(n_lv, cfg.batch)
-            rew = -omega[:, None] * c_f(d.exp(), cfg.divergence, cfg.pr_lambda)  # R_k for states k = 1..N
-            G = rew.flip(0).cumsum(0).flip(0)  # G_j = sum_{k >= j} R_{k} for state index j+1 = action j
-            adv = G - G.mean(1, keepdim=True)
-            if cfg.normalise_advantage:
-                adv = adv / (adv.std(1, keepdim=True) + 1e-6)
-        loss = -(ro.logp * adv).sum(0).mean() - cfg.entropy_coef * ro.entropy.sum(0).mean()
-        opt_p.zero_grad(set_to_none=True)
-        loss.backward()
-        opt_p.step()
-        log = {"iteration": it, "disc_loss": float(dl.detach()), "mean_return": float(rew.sum(0).mean()),
-               "final_logit": float(d[-1].mean())}
+    method = InverseRLSampler(mdp, policy, disc, data, cfg)
+    period = cfg.disc_steps + 1
+    tcfg = train_config(steps=cfg.iterations * period, batch_size=cfg.batch, lr=cfg.lr)
+    logs: list[dict] = []
+    last_disc: list[float] = [float("nan")]
+
+    def record(step: int, rec: dict) -> None:
+        if "disc_loss" in rec:
+            last_disc[0] = float(rec["disc_loss"])
+            return
+        log = {"iteration": step // period - 1, "disc_loss": last_disc[0], "mean_return": float(rec["mean_return"]),
+               "final_logit": float(rec["final_logit"])}
         logs.append(log)
         if callback is not None:
-            callback(it, log)
+            callback(log["iteration"], log)
+
+    fit(method, _dummy_batches(cfg.batch), tcfg, seed=cfg.seed, lrs={"policy": cfg.lr, "disc": cfg.disc_lr}, callback=record)
     return logs
 
 

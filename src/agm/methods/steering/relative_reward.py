@@ -1,16 +1,16 @@
 """Relative reward extraction from two diffusion/flow models and steering (Nuti, Franzmeyer, Henriques,
-NeurIPS 2023, "Extracting Reward Functions from Diffusion Models"; efm-qipo-rewards-irl-digest.md part C).
+NeurIPS 2023, "Extracting Reward Functions from Diffusion Models"; arXiv 2306.01804).
 
 A scalar field rho_psi(x, t) is fitted so that its gradient explains the difference of an expert
-("high") and a base ("low") model (digest §C.3, paper form):
+("high") and a base ("low") model (arXiv 2306.01804, paper form):
 
     L_RRF(psi) = E_{t, x_t} w(t) || grad_x rho_psi(x_t, t) - target(x_t, t) ||^2,
 
-    target = s_e - s_b                   ('score', digest default; implied rho = rho*)
+    target = s_e - s_b                   ('score', default; implied rho = rho*)
            = eps_b - eps_e = sigma_t Δs   ('eps', the code's ``diffusion_predicts_mean=False`` form)
            = v_e - v_b = eta_t Δs         ('velocity', flow models; eta_t = (1 - t) / t)
 
-with w(t) = sigma_t^2 by default ('sigma2', digest §C.8.2; 'none' as option). For exact models,
+with w(t) = sigma_t^2 by default ('sigma2', arXiv 2306.01804; 'none' as option). For exact models,
 rho* = log p_t^e - log p_t^b + C(t); for a tilt p_e ∝ p_b exp(r), rho*(x, t) = log E_{p_b(x1|x_t=x)}[e^{r(x1)}]
 and at the data end (t = 1 here; t = 0 in the paper's diffusion convention) rho* = r + C.
 
@@ -25,6 +25,7 @@ from typing import Callable
 import torch
 from torch import Tensor, nn
 
+from agm.tensors import expand_time
 from agm.errors import ConfigError, DataError, check_choice, check_positive
 from agm.samplers import ODESampler
 
@@ -33,16 +34,10 @@ WEIGHTINGS = ("sigma2", "none")
 EVAL_AT = ("xt", "base_mean")
 
 
-def _bt(t: Tensor, x: Tensor) -> Tensor:
-    if t.dim() == 0:
-        t = t.expand(x.shape[0])
-    return t.reshape(-1, *([1] * (x.dim() - 1))).to(x.dtype)
-
-
 class FlowScore:
     """Score adapter for a linear-FM velocity net (data at t = 1): alpha_t = t, sigma_t = 1 - t,
 
-        s(x, t) = (t v(x, t) - x) / (1 - t),  eta_t = (1 - t) / t  (soc digest §A2).
+        s(x, t) = (t v(x, t) - x) / (1 - t),  eta_t = (1 - t) / t  (arXiv 2409.08861).
     """
 
     def __init__(self, velocity: Callable[[Tensor, Tensor], Tensor], t_max: float = 1.0 - 1e-3) -> None:
@@ -60,13 +55,13 @@ class FlowScore:
         return (1.0 - t) / t.clamp_min(1e-6)
 
     def score(self, x: Tensor, t: Tensor) -> Tensor:
-        tb = _bt(t, x).clamp(max=self.t_max)
+        tb = expand_time(t, x).clamp(max=self.t_max)
         return (tb * self.velocity(x, t) - x) / (1.0 - tb)
 
 
 class EpsScore:
     """Score adapter for an eps-prediction diffusion net x_t = alpha_t x + sigma_t eps (data at t = 1):
-    s(x, t) = -eps_hat(x, t) / sigma_t (efm digest, library conventions). ``alpha``/``sigma`` are callables
+    s(x, t) = -eps_hat(x, t) / sigma_t (arXiv 2503.04975, library conventions). ``alpha``/``sigma`` are callables
     of t (for example ``agm.paths.vp.VPPath``'s schedule)."""
 
     def __init__(self, eps_model: Callable[[Tensor, Tensor], Tensor], alpha: Callable[[Tensor], Tensor], sigma: Callable[[Tensor], Tensor]) -> None:
@@ -78,7 +73,7 @@ class EpsScore:
         raise ConfigError("target='velocity' needs flow-matching models (FlowScore); use target='score' or 'eps'")
 
     def score(self, x: Tensor, t: Tensor) -> Tensor:
-        return -self.eps_model(x, t) / _bt(self.sigma(t), x).clamp_min(1e-4)
+        return -self.eps_model(x, t) / expand_time(self.sigma(t), x).clamp_min(1e-4)
 
 
 def _model_dim(model: object) -> int | None:
@@ -109,12 +104,12 @@ def check_models(base: object, expert: object, dim: int | None = None) -> None:
 
 @dataclass
 class RelativeRewardLoss:
-    """Per-sample relative-reward regression loss (Nuti et al. 2023, L_RRF; digest §C.3, §C.8).
+    """Per-sample relative-reward regression loss (Nuti et al. 2023, L_RRF; arXiv 2306.01804).
 
         l_i = w(t_i) || grad_x rho_psi(y_i, t_i) - target(x_t^i, t_i) ||^2 / D
 
-    target in TARGETS (see module docstring); weighting 'sigma2' (w = sigma_t^2, digest default) or
-    'none'. ``eval_at`` 'xt' (digest default: rho evaluated at x_t) or 'base_mean' (official code:
+    target in TARGETS (see module docstring); weighting 'sigma2' (w = sigma_t^2, default) or
+    'none'. ``eval_at`` 'xt' (default: rho evaluated at x_t) or 'base_mean' (official code:
     y = base posterior-mean prediction E_b[x1 | x_t]; our choice of the flow analogue). Needs double
     backprop (create_graph=True).
     """
@@ -132,30 +127,32 @@ class RelativeRewardLoss:
         check_models(self.base, self.expert)
 
     def regression_target(self, x: Tensor, t: Tensor) -> Tensor:
-        """The (detached) target at (x_t, t) in the chosen space (digest §C.3 table)."""
+        """The (detached) target at (x_t, t) in the chosen space (arXiv 2306.01804)."""
         with torch.no_grad():
             ds = self.expert.score(x, t) - self.base.score(x, t)
-            return ds * _bt(self.scale(t), x)
+            return ds * expand_time(self.scale(t), x)
 
     def scale(self, t: Tensor) -> Tensor:
-        """Positive factor c(t) with target = c(t) Δs, so the fitted rho ≈ c(t) rho* (digest §C.3)."""
+        """Positive factor c(t) with target = c(t) Δs, so the fitted rho ≈ c(t) rho* (arXiv 2306.01804)."""
         if self.target == "score":
             return torch.ones_like(t)
         if self.target == "eps":
             return self.base.sigma(t)
         return self.base.eta(t)
 
+    def reward_input(self, x: Tensor, t: Tensor) -> Tensor:
+        """Where rho_psi is evaluated (detached): x_t itself ('xt'), or the base model's posterior mean
+        E_b[x1 | x_t = x] = (x + sigma_t^2 s_b(x, t)) / alpha_t by Tweedie's formula ('base_mean')."""
+        if self.eval_at == "xt":
+            return x.detach()
+        with torch.no_grad():
+            s = self.base.score(x, t)
+            a, sg = expand_time(self.base.alpha(t), x), expand_time(self.base.sigma(t), x)
+            return ((x + sg**2 * s) / a.clamp_min(1e-3)).detach()
+
     def __call__(self, reward_net: nn.Module, x: Tensor, t: Tensor) -> Tensor:
         target = self.regression_target(x, t)
-        if self.eval_at == "xt":
-            y = x.detach().requires_grad_(True)
-        else:
-            with torch.no_grad():
-                tb = _bt(t, x)
-                s = self.base.score(x, t)
-                a, sg = _bt(self.base.alpha(t), x), _bt(self.base.sigma(t), x)
-                y = ((x + sg**2 * s) / a.clamp_min(1e-3)).detach()  # Tweedie: E[x1 | x_t]
-            y.requires_grad_(True)
+        y = self.reward_input(x, t).requires_grad_(True)
         rho = reward_net(y, t).reshape(-1)
         (grad,) = torch.autograd.grad(rho.sum(), y, create_graph=True)
         w = self.base.sigma(t) ** 2 if self.weighting == "sigma2" else torch.ones_like(t)
@@ -184,31 +181,23 @@ def train_relative_reward(
     t_max: float = 0.98,
     seed: int = 0,
 ) -> list[float]:
-    """Fit rho_psi with Adam on x_t = t x1 + (1 - t) x0, x1 from ``data`` (a balanced base+expert mix,
-    digest §C.8.4), t ~ U[t_min, t_max]. Returns the loss history (one value per step)."""
+    """Fit rho_psi with the shared Trainer (AdamW without weight decay, no clipping) on x_t = t x1 + (1 - t) x0, x1 from ``data`` (a balanced base+expert mix,
+    arXiv 2306.01804), t ~ U[t_min, t_max]. Returns the loss history (one value per step)."""
     check_positive("steps", steps, integer=True)
     check_positive("batch", batch, integer=True)
     if data.dim() != 2 or not torch.isfinite(data).all():
         raise DataError(f"data must be a finite (N, D) tensor; got shape {tuple(data.shape)}")
     check_models(loss.base, loss.expert, data.shape[1])
-    g = torch.Generator().manual_seed(seed)
-    opt = torch.optim.Adam(reward_net.parameters(), lr=lr)
-    hist: list[float] = []
-    for _ in range(steps):
-        x1 = data[torch.randint(0, data.shape[0], (batch,), generator=g)]
-        x0 = torch.randn(x1.shape, generator=g)
-        t = t_min + (t_max - t_min) * torch.rand(batch, generator=g)
-        xt = t[:, None] * x1 + (1 - t[:, None]) * x0
-        lv = loss(reward_net, xt, t).mean()
-        opt.zero_grad(set_to_none=True)
-        lv.backward()
-        opt.step()
-        hist.append(float(lv.detach()))
+    from agm.methods.steering.fitting import RewardRegression, fit, train_config
+
+    cfg = train_config(steps=steps, batch_size=batch, lr=lr)
+    _, records = fit(RewardRegression(reward_net, loss, t_min, t_max), data, cfg, seed=seed)
+    hist = [float(r["loss"]) for r in records]
     return hist
 
 
 class SteeredVelocity(nn.Module):
-    """Base velocity steered by a learned relative reward (digest §C.4, score-consistent form, in FM units):
+    """Base velocity steered by a learned relative reward (arXiv 2306.01804, score-consistent form, in FM units):
 
         v(x, t) = v_b(x, t) + w eta_t grad_x rho_psi(x, t) / c(t)    for t >= t_start, else v_b,
 

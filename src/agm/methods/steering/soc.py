@@ -2,18 +2,18 @@
 Adjoint Matching and other losses of the SOC taxonomy.
 
 Papers: Domingo-Enrich, Drozdzal, Karrer, Chen, "Adjoint Matching", ICLR 2025 (AM) and Domingo-Enrich,
-"A Taxonomy of Loss Functions for Stochastic Optimal Control" (TAX); soc-adjoint-flowmaps-digest.md
-parts A and A'.
+"A Taxonomy of Loss Functions for Stochastic Optimal Control" (TAX), arXiv 2409.08861 and arXiv 2410.00345;
+equations in our words in docs/steering.md.
 
-Conventions (kept apart on purpose, digest §A9 / §A'2):
+Conventions (kept apart on purpose):
 * ``reward_multiplier`` is AM's lambda: the target is p*(x) ∝ p_base(x) exp(reward_multiplier r(x)).
 * TAX's lambda is a *noise temperature*; here it is fixed to 1 (AM is TAX with lambda = 1, f = 0,
   g = -reward_multiplier r) and never called lambda in code.
 
-Base model: linear FM velocity v_base (data at t = 1). Memoryless SDE (digest §A2, rectified flow)
+Base model: linear FM velocity v_base (data at t = 1). Memoryless SDE (arXiv 2409.08861, rectified flow)
     dX = b(X, t) dt + sigma(t) dB,  b = 2 v - kappa_t x,  sigma(t) = sqrt(2 (1 - t + h)/(t + h)),
-    kappa_t = 1/(t + h)   (offset h = 1/K avoids the t = 0 blow-up, digest §A5/§A9 [T]; offset 0 is exact).
-Fine-tuned velocity v_ft gives the control u = (2 / sigma)(v_ft - v_base) (digest §A4, FM parameterisation).
+    kappa_t = 1/(t + h)   (offset h = 1/K avoids the t = 0 blow-up, arXiv 2409.08861; offset 0 is exact).
+Fine-tuned velocity v_ft gives the control u = (2 / sigma)(v_ft - v_base) (arXiv 2409.08861, FM parameterisation).
 """
 from __future__ import annotations
 
@@ -36,11 +36,11 @@ TIME_SUBSAMPLING = ("all", "am")
 
 
 class MemorylessSchedule:
-    """Memoryless noise schedule of linear FM (AM Thm. 1; digest §A2, §A5):
+    """Memoryless noise schedule of linear FM (arXiv 2409.08861, Thm. 1):
 
         sigma(t) = sqrt(2 (1 - t + h) / (t + h)),  kappa(t) = 1 / (t + h),  b(x, t) = 2 v(x, t) - kappa(t) x.
 
-    ``offset`` h = 0 gives sigma^2 = 2 eta_t exactly (eta_t = (1 - t)/t); the digest's default is h = 1/K.
+    ``offset`` h = 0 gives sigma^2 = 2 eta_t exactly (eta_t = (1 - t)/t); the default is h = 1/K.
     """
 
     def __init__(self, offset: float = 0.025) -> None:
@@ -70,6 +70,9 @@ class Trajectory:
     ts: Tensor
     dB: Tensor
     noisy: Tensor
+    #: the (detached) controls ū of the noisy steps that generated the paths, set at the first loss evaluation;
+    #: every stop-gradient quantity of the log-variance / cross-entropy losses is a function of it
+    u_ref: Tensor | None = None
 
 
 def _vjp(fn: Callable[[Tensor], Tensor], x: Tensor, cot: Tensor) -> Tensor:
@@ -83,9 +86,9 @@ def _vjp(fn: Callable[[Tensor], Tensor], x: Tensor, cot: Tensor) -> Tensor:
 class SOCProblem:
     """Reward fine-tuning problem: frozen ``base`` velocity, trainable ``ft`` velocity (init = copy of base),
     differentiable ``reward`` r(x) -> (B,), ``reward_multiplier`` (AM's lambda), ``steps`` K of the
-    uniform grid t_k = k/K, ``schedule`` (memoryless), ``last_step`` 'noiseless_base' (digest default:
+    uniform grid t_k = k/K, ``schedule`` (memoryless), ``last_step`` 'noiseless_base' (default:
     x_1 = X_{K-1} + h v_base(X_{K-1}, t_{K-1})) or 'noisy' (plain EM), ``time_subsampling`` 'all' (toy
-    default) or 'am' (last 10 + 10 random of the first 30 steps for K = 40, scaled with K; digest §A5 [T]),
+    default) or 'am' (last 10 + 10 random of the first 30 steps for K = 40, scaled with K; arXiv 2409.08861),
     ``loss_clip`` LCT (per-sample, per-step min(LCT, l_k); None = off).
     """
 
@@ -118,14 +121,15 @@ class SOCProblem:
         return torch.linspace(0.0, 1.0, self.steps + 1)
 
     def control(self, x: Tensor, t: Tensor) -> Tensor:
-        """u(x, t) = (2 / sigma(t)) (v_ft(x, t) - v_base(x, t))  (digest §A4, FM parameterisation)."""
-        with torch.no_grad():
-            vb = self.base(x, t)
-        return (2.0 / self.schedule.sigma(t)).reshape(-1, 1) * (self.ft(x, t) - vb)
+        """u(x, t) = (2 / sigma(t)) (v_ft(x, t) - v_base(x, t))  (arXiv 2409.08861, FM parameterisation).
+
+        The base drift is NOT computed under no_grad: its parameters are frozen, but its derivative in x is part
+        of the pathwise gradient of the relative-entropy (discrete adjoint) loss (issue 14)."""
+        return (2.0 / self.schedule.sigma(t)).reshape(-1, 1) * (self.ft(x, t) - self.base(x, t))
 
     def rollout(self, n: int, *, generator: torch.Generator | None = None, differentiable: bool = False, x0: Tensor | None = None) -> Trajectory:
         """Memoryless Euler-Maruyama rollout of the CURRENT fine-tuned model:
-        X_{k+1} = X_k + h (2 v_ft - kappa X_k) + sigma(t_k) sqrt(h) xi_k   (digest §A5).
+        X_{k+1} = X_k + h (2 v_ft - kappa X_k) + sigma(t_k) sqrt(h) xi_k   (arXiv 2409.08861).
         Detached unless ``differentiable`` (discrete adjoint / relative entropy)."""
         ts = self.times()
         h = 1.0 / self.steps
@@ -136,9 +140,7 @@ class SOCProblem:
                 t = ts[k].expand(n)
                 last = k == self.steps - 1
                 if last and self.last_step == "noiseless_base":
-                    with torch.no_grad():
-                        vb = self.base(x, t)
-                    x = x + h * vb
+                    x = x + h * self.base(x, t)  # with grad in x (base parameters are frozen)
                     dbs.append(torch.zeros_like(x))
                     noisy.append(False)
                 else:
@@ -153,7 +155,7 @@ class SOCProblem:
         return check_reward_values(self.reward(x1), "reward")
 
     def lean_adjoint(self, traj: Trajectory) -> Tensor:
-        """Lean adjoint (AM eqs. for ã, digest §A4): ã_K = -lambda grad r(X_K),
+        """Lean adjoint (AM eqs. for ã, arXiv 2409.08861): ã_K = -lambda grad r(X_K),
         ã_k = ã_{k+1} + h VJP_x(b_base(., t_k))(X_k)[ã_{k+1}] with the BASE drift only (u does not enter).
         On a noiseless-base last step the drift is v_base itself. Returns ã of shape (K + 1, B, D)."""
         h = 1.0 / self.steps
@@ -202,11 +204,13 @@ class SOCProblem:
 
     def _log_rnd(self, traj: Trajectory) -> tuple[Tensor, Tensor]:
         """Y(u) = lambda r(X_1) - sum_k h <u_k, ū_k> - sum_k <u_k, dB_k> + (1/2) sum_k h |u_k|^2
-        (TAX with noise temperature 1, f = 0, g = -lambda r; digest §A'2) and Y(ū) (detached)."""
+        (TAX, arXiv 2410.00345, with noise temperature 1, f = 0, g = -lambda r) and Y(ū) (detached)."""
         h = 1.0 / self.steps
         ks = [k for k in range(self.steps) if bool(traj.noisy[k])]
         u = self._controls(traj, ks)
-        ub = u.detach()
+        if traj.u_ref is None:
+            traj.u_ref = u.detach()
+        ub = traj.u_ref
         db = traj.dB[ks]
         r = self.reward_multiplier * self.terminal_reward(traj.xs[-1]).detach()
 
@@ -216,17 +220,20 @@ class SOCProblem:
         return y_of(u), y_of(ub).detach()
 
     # ------------------------------------------------------------------ losses (per sample, shape (B,))
-    def loss(self, name: str, batch: int, *, generator: torch.Generator | None = None) -> tuple[Tensor, dict]:
-        """Per-sample loss of SOC loss ``name`` (one of SOC_LOSSES) on a fresh on-policy batch.
+    def loss(self, name: str, batch: int, *, generator: torch.Generator | None = None,
+             trajectory: Trajectory | None = None) -> tuple[Tensor, dict]:
+        """Per-sample loss of SOC loss ``name`` (one of SOC_LOSSES) on a fresh on-policy batch (or on the given
+        detached ``trajectory``, for adjoint matching, log-variance and cross-entropy: then the loss is a fixed
+        function of the parameters, whose gradient the tests check by finite differences).
 
-        * 'adjoint_matching' (AM eq. 42 form, digest §A4): sum_{k in S} min(LCT, |u_k + sigma_k ã_k|^2).
+        * 'adjoint_matching' (AM eq. 42 form, arXiv 2409.08861): sum_{k in S} min(LCT, |u_k + sigma_k ã_k|^2).
         * 'log_variance' (TAX): unbiased batch variance of Y(u), per-sample (Y_i - mean Y)^2 B/(B-1).
-        * 'cross_entropy' (TAX): B w_i Y_i(u), w = softmax(Y(ū)) self-normalised (digest §A'6 recommendation;
-          TAX's code uses raw exp(Y)). E_w[Y(u)] = KL(P* || P^u) + const, convex in u. (The digest's table
-          writes w (log Z - Y(u)), which is -KL; minimising it diverges, so we use the sign of the KL.)
+        * 'cross_entropy' (TAX): B w_i Y_i(u), w = softmax(Y(ū)) self-normalised (arXiv 2409.08861 recommendation;
+          TAX's code uses raw exp(Y)). E_w[Y(u)] = KL(P* || P^u) + const, convex in u. (A table of the
+          taxonomy writes w (log Z - Y(u)), which is -KL; minimising it diverges, so we use the sign of the KL.)
         * 'relative_entropy' (discrete adjoint, TAX): sum_k (h/2)|u_k|^2 - lambda r(X_1) backpropagated
           through the EM rollout with fixed noise.
-        * 'reward_weighted_regression' (RWR / EFM, efm digest §A.3): B softmax(lambda r(x1))_i |v_ft(x_t, t) -
+        * 'reward_weighted_regression' (RWR / EFM, arXiv 2503.04975): B softmax(lambda r(x1))_i |v_ft(x_t, t) -
           (x1 - x0)|^2 / D on samples x1 of the BASE model (``base_pool``); its minimiser is the FM velocity of
           the tilted base law, needs no reward gradient.
         """
@@ -252,7 +259,7 @@ class SOCProblem:
                     t = traj.ts[k].expand(batch)
                     cost = cost + 0.5 * h * self.control(traj.xs[k], t).pow(2).sum(1)
             return cost, info
-        traj = self.rollout(batch, generator=generator)
+        traj = self.rollout(batch, generator=generator) if trajectory is None else trajectory
         info["reward"] = float(self.terminal_reward(traj.xs[-1]).mean())
         if name == "adjoint_matching":
             a = self.lean_adjoint(traj)
@@ -282,23 +289,18 @@ def finetune(
     seed: int = 0,
     callback: Callable[[int, float, dict], None] | None = None,
 ) -> list[float]:
-    """Adam on the fine-tuned velocity with loss ``loss_name`` (mean over the batch of the per-sample
-    losses; grad-norm clip, digest §A5). Returns the loss history."""
+    """Fit the fine-tuned velocity with loss ``loss_name`` (mean over the batch of the per-sample losses) through
+    the shared Trainer (AdamW without weight decay, grad-norm clip; no EMA). Returns the loss history;
+    ``callback(iteration, loss, logs)`` is called after every step."""
     check_positive("iterations", iterations, integer=True)
-    g = torch.Generator().manual_seed(seed)
-    opt = torch.optim.Adam(problem.ft.parameters(), lr=lr)
-    hist = []
-    for it in range(iterations):
-        per, info = problem.loss(loss_name, batch, generator=g)
-        lv = per.mean()
-        opt.zero_grad(set_to_none=True)
-        lv.backward()
-        if grad_clip:
-            torch.nn.utils.clip_grad_norm_(problem.ft.parameters(), grad_clip)
-        opt.step()
-        hist.append(float(lv.detach()))
-        if callback is not None:
-            callback(it, float(lv.detach()), info)
+    from agm.methods.steering.fitting import SOCFineTuning, _dummy_batches, fit, train_config
+
+    cb = None
+    if callback is not None:
+        cb = lambda step, rec: callback(step - 1, float(rec["loss"]), rec)  # noqa: E731
+    cfg = train_config(steps=iterations, batch_size=batch, lr=lr, grad_clip=grad_clip or 0.0)
+    _, records = fit(SOCFineTuning(problem, loss_name), _dummy_batches(batch), cfg, seed=seed, callback=cb)
+    hist = [float(r["loss"]) for r in records]
     return hist
 
 
@@ -321,7 +323,7 @@ def gradient_variance(problem: SOCProblem, loss_name: str, *, batch: int = 64, n
 
 
 def make_problem(base: nn.Module, reward: Reward, dim: int, **kw) -> SOCProblem:
-    """SOCProblem with ft = a trainable deep copy of base (digest §A5: init = copy of v_base)."""
+    """SOCProblem with ft = a trainable deep copy of base (arXiv 2409.08861: init = copy of v_base)."""
     ft = copy.deepcopy(base)
     for p in ft.parameters():
         p.requires_grad_(True)

@@ -1,15 +1,14 @@
 """Tilted targets p(x) exp(r(x)) / Z with known optimum, rewards, data and distances for steering.
 
 All three steering methods of issue 6 are judged against the same object: the tilt of a base law
-by a known reward (efm-qipo-rewards-irl-digest.md, cross-paper notes; soc-adjoint-flowmaps-digest.md
-§A3: p*(x) ∝ p_base(x) exp(lambda r(x))).
+by a known reward (arXiv 2306.01804; arXiv 2409.08861:
+p*(x) ∝ p_base(x) exp(lambda r(x))).
 """
 from __future__ import annotations
 
 import math
 from typing import Callable
 
-import numpy as np
 import torch
 from torch import Tensor
 
@@ -29,7 +28,7 @@ def check_reward_values(values: Tensor, name: str = "reward") -> Tensor:
 
 
 class LinearReward:
-    """r(x) = a^T x (soc-adjoint-flowmaps-digest.md §A8 linear reward; digest C O-C2)."""
+    """r(x) = a^T x (arXiv 2409.08861 linear reward; arXiv 2306.01804)."""
 
     def __init__(self, a: list[float] | Tensor) -> None:
         self.a = torch.as_tensor(a, dtype=torch.float32).reshape(-1)
@@ -39,7 +38,7 @@ class LinearReward:
 
 
 class QuadraticReward:
-    """r(x) = -(q / 2) ||x - c||^2 (soc-adjoint-flowmaps-digest.md §A8 quadratic reward)."""
+    """r(x) = -(q / 2) ||x - c||^2 (arXiv 2409.08861 quadratic reward)."""
 
     def __init__(self, c: list[float] | Tensor, q: float = 1.0) -> None:
         check_positive("q", float(q))
@@ -76,12 +75,12 @@ def tilted_rejection_sample(x: Tensor, log_w: Tensor, *, generator: torch.Genera
 
 
 def gaussian_tilt_linear(mu: Tensor, cov: Tensor, a: Tensor, lam: float = 1.0) -> tuple[Tensor, Tensor]:
-    """N(mu, S) tilted by exp(lam a^T x) is N(mu + lam S a, S) (efm digest O-A2, soc digest §A8)."""
+    """N(mu, S) tilted by exp(lam a^T x) is N(mu + lam S a, S) (arXiv 2503.04975, arXiv 2409.08861)."""
     return mu + lam * cov @ a, cov
 
 
 def gaussian_tilt_quadratic(mu: Tensor, cov: Tensor, c: Tensor, q: float, lam: float = 1.0) -> tuple[Tensor, Tensor]:
-    """N(mu, S) tilted by exp(-lam q/2 ||x - c||^2): S* = (S^-1 + lam q I)^-1, m* = S*(S^-1 mu + lam q c) (§A8)."""
+    """N(mu, S) tilted by exp(-lam q/2 ||x - c||^2): S* = (S^-1 + lam q I)^-1, m* = S*(S^-1 mu + lam q c)."""
     d = mu.numel()
     si = torch.linalg.inv(cov)
     s = torch.linalg.inv(si + lam * q * torch.eye(d, dtype=cov.dtype))
@@ -118,31 +117,7 @@ def toy_data(name: str, n: int, seed: int = 0) -> Tensor:
 
 
 # ---------------------------------------------------------------------------------------- metrics
-def wasserstein2(x: Tensor, y: Tensor, max_samples: int = 2000, seed: int = 0) -> float:
-    """Exact W2 between empirical laws on subsamples (POT ``ot.emd2``); agm.metrics.wasserstein2 if present."""
-    try:
-        from agm.metrics import wasserstein2 as w2  # type: ignore
-
-        return float(w2(x, y, max_samples=max_samples, seed=seed))
-    except ImportError:
-        import ot
-
-        rng = np.random.default_rng(seed)
-        xa = x.detach().double().numpy()
-        ya = y.detach().double().numpy()
-        xa = xa[rng.choice(len(xa), min(len(xa), max_samples), replace=False)]
-        ya = ya[rng.choice(len(ya), min(len(ya), max_samples), replace=False)]
-        m = ot.dist(xa, ya)
-        return float(math.sqrt(max(ot.emd2(ot.unif(len(xa)), ot.unif(len(ya)), m, numItermax=1_000_000), 0.0)))
-
-
-def energy_distance(x: Tensor, y: Tensor, max_samples: int = 3000) -> float:
-    """Energy distance 2 E|X-Y| - E|X-X'| - E|Y-Y'| (V-statistic on at most max_samples rows each)."""
-    x = x[:max_samples].double()
-    y = y[:max_samples].double()
-    return float(2 * torch.cdist(x, y).mean() - torch.cdist(x, x).mean() - torch.cdist(y, y).mean())
-
-
+# distances between sample sets: agm.metrics.energy_distance / agm.metrics.wasserstein2 (one function per concept)
 def gaussian_kl(m1: Tensor, c1: Tensor, m2: Tensor, c2: Tensor) -> float:
     """KL(N(m1, C1) || N(m2, C2)) in closed form."""
     d = m1.numel()

@@ -1,4 +1,4 @@
-"""Distributional RL: Bellman Diffusion return fields vs C51 (Bellman Diffusion sec. 5; bellman-diffusion-digest.md sec. 5)."""
+"""Distributional RL: Bellman Diffusion return fields vs C51 (Bellman Diffusion sec. 5; docs/bellman.md)."""
 from agm.methods.bellman.rl.bellman_diffusion import BDConfig, BellmanDiffusionAgent, ReturnField, bellman_field_targets
 from agm.methods.bellman.rl.c51 import C51Agent, C51Config, categorical_projection
 from agm.methods.bellman.rl.envs import ObsEncoder, check_action_space, check_returns, make_env

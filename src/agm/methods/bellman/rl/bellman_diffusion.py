@@ -2,7 +2,7 @@
 g(z | s, a) ~ d/dz p_{s,a}(z) learned with the distributional Bellman update on the fields.
 
 Bellman Diffusion (Li et al., arXiv 2410.01796) Eqs. (1)-(3) and sec. 5 (App. D, the algorithm, is
-missing from our copy); the explicit forms are bellman-diffusion-digest.md sec. 5.1 and the loop
+missing from our copy); the explicit forms are docs/bellman.md and the loop
 sec. 5.3, both **reconstructed** (tag [R]). For Z(s, a) = R + gamma Z(S', A'), in return units
 normalised by z~ = (z - c)/kappa (which keeps gamma and maps r to r~ = (r - c(1 - gamma))/kappa):
 
@@ -11,7 +11,7 @@ normalised by z~ = (z - c)/kappa (which keeps gamma and maps r to r~ = (r - c(1 
     terminal:     p = N(z - r; 0, eps_T),  dp = -(z - r)/eps_T N(z - r; 0, eps_T)  (delta replaced by a kernel)
 
 The map (f', g') -> (y_f, y_g) is linear, so regressing f(s, z)_a and g(s, z)_a with MSE onto
-targets built from single sampled transitions converges to the mixture over (r, s') (digest sec. 5.2).
+targets built from single sampled transitions converges to the mixture over (r, s') (docs/bellman.md).
 Choices (config options): evaluation points 'uniform' on [V_min, V_max] (default) or 'target'
 (half of the points drawn from the target's own law r + gamma Z', closer to the p-weighted
 divergence); a* by the target net's mean ('target', C51 style) or Double-DQN ('double');
@@ -27,6 +27,7 @@ import torch
 from torch import Tensor, nn
 
 from agm.errors import ConfigError, check_choice, check_positive
+from agm.methods.bellman.fields import gaussian_pdf
 from agm.methods.bellman.rl.c51 import mlp_trunk
 from agm.methods.bellman.rl.envs import check_returns
 
@@ -34,16 +35,11 @@ POINTS = ("uniform", "target")
 ACTION_SELECTION = ("target", "double")
 
 
-def gaussian(u: Tensor, var: float) -> Tensor:
-    """N(u; 0, var)."""
-    return torch.exp(-0.5 * u**2 / var) / math.sqrt(2 * math.pi * var)
-
-
 def bellman_field_targets(
     f_next: Tensor, g_next: Tensor, z: Tensor, rewards: Tensor, terminated: Tensor, gamma: float, eps_T: float,
     terminal_returns: Tensor | None = None,
 ) -> tuple[Tensor, Tensor]:
-    """Distributional Bellman targets for the fields (Bellman Diffusion Eqs. 1, 3; digest sec. 5.1, 5.3).
+    """Distributional Bellman targets for the fields (Bellman Diffusion Eqs. 1, 3; docs/bellman.md).
 
     f_next, g_next: (B, M) next-state fields evaluated at u = (z - r)/gamma; z: (B, M); rewards,
     terminated: (B,). Returns (y_f, y_g), each (B, M):
@@ -58,7 +54,7 @@ def bellman_field_targets(
     r, term = rewards[:, None], terminated[:, None]
     rt = r if terminal_returns is None else terminal_returns[:, None]
     dz = z - rt
-    k = gaussian(dz, eps_T)
+    k = gaussian_pdf(dz, eps_T)
     y_f = term * k + (1.0 - term) * f_next / gamma
     y_g = term * (-dz / eps_T) * k + (1.0 - term) * g_next / gamma**2
     return y_f, y_g
@@ -102,7 +98,7 @@ class ReturnField(nn.Module):
 
 @dataclass
 class BDConfig:
-    """Bellman Diffusion agent settings (digest sec. 5.3, 8.12-8.15). Returns are normalised to
+    """Bellman Diffusion agent settings (docs/bellman.md). Returns are normalised to
     z~ = (z - c)/kappa with c = (v_max + v_min)/2, kappa = (v_max - v_min)/2; eps_T is a variance
     in normalised units (default sigma_T = 0.05)."""
 
@@ -157,11 +153,11 @@ class BellmanDiffusionAgent:
 
     # --- return units ---------------------------------------------------------------------------
     def normalise_reward(self, r: Tensor) -> Tensor:
-        """r~ = (r - c (1 - gamma)) / kappa (digest sec. 5.3)."""
+        """r~ = (r - c (1 - gamma)) / kappa (docs/bellman.md)."""
         return (r - self.cfg.center * (1.0 - self.cfg.gamma)) / self.cfg.scale
 
     def q_from_fields(self, f_grid: Tensor) -> Tensor:
-        """Q = c + kappa sum_k z_k f+_k / sum_k f+_k from (B, K, |A|) grid values (digest sec. 5.3, 8.15)."""
+        """Q = c + kappa sum_k z_k f+_k / sum_k f+_k from (B, K, |A|) grid values (docs/bellman.md)."""
         fp = f_grid.clamp_min(0.0)
         mean = (fp * self.grid[None, :, None]).sum(1) / fp.sum(1).clamp_min(1e-8)
         return self.cfg.center + self.cfg.scale * mean
@@ -229,7 +225,7 @@ class BellmanDiffusionAgent:
 
     @torch.no_grad()
     def sample_returns(self, obs: Tensor, action: int, n: int = 1000, steps: int = 500, generator=None) -> Tensor:
-        """Return samples by Bellman Diffusion Dynamics in z~ (digest sec. 5.3, option for risk measures), raw units."""
+        """Return samples by Bellman Diffusion Dynamics in z~ (docs/bellman.md, option for risk measures), raw units."""
         from agm.methods.bellman.dynamics import BellmanDynamics
 
         o = obs[None].expand(n, -1)
