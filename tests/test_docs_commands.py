@@ -37,10 +37,10 @@ def _command_lines():
 
 @pytest.mark.parametrize("doc,line,args", _command_lines())
 def test_documented_command_parses(doc, line, args):
-    from agm.cli import _split_overrides, build_parser
+    from agm.cli import split_overrides, build_parser
 
     argv = shlex.split(args)
-    rest, overrides = _split_overrides(argv)
+    rest, overrides = split_overrides(argv)
     parser = build_parser()
     try:
         ns = parser.parse_args(rest)

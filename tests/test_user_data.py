@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import torch
 
-from agm.cli import _split_overrides, main
+from agm.cli import split_overrides, main
 from agm.data.files import load_array, split
 from agm.metrics import wasserstein2
 
@@ -66,10 +66,10 @@ def test_standardise_false_opts_out(tmp_path):
 def test_overrides_anywhere_on_the_line(tmp_path, monkeypatch, capsys):
     # the exact line (it failed with "unrecognized arguments")
     line = "train --config toy method=baseline --out r --data f train.steps=10"
-    rest, over = _split_overrides(line.split())
+    rest, over = split_overrides(line.split())
     assert rest == ["train", "--config", "toy", "--out", "r", "--data", "f"] and over == ["method=baseline", "train.steps=10"]
     # an option's value that looks like key=value stays the option's value
-    assert _split_overrides(["train", "--config", "a=b.yaml", "x.y=1"]) == (["train", "--config", "a=b.yaml"], ["x.y=1"])
+    assert split_overrides(["train", "--config", "a=b.yaml", "x.y=1"]) == (["train", "--config", "a=b.yaml"], ["x.y=1"])
     monkeypatch.chdir(tmp_path)
     np.savetxt(tmp_path / "f.csv", np.random.default_rng(0).normal(size=(300, 2)), delimiter=",")
     agm([*line.replace("--data f", "--data f.csv").split(), "model.hidden=16", "train.progress=false"])
@@ -90,4 +90,4 @@ def test_override_after_any_flag_is_an_override(tmp_path, monkeypatch):
     flags = _flag_options(build_parser(["train"]))
     assert {"--overwrite", "--help"} <= flags and "--out" not in flags
     argv = ["train", "--out", "r", "--overwrite", "train.steps=3", "--config", "toy"]
-    assert _split_overrides(argv, flags) == (["train", "--out", "r", "--overwrite", "--config", "toy"], ["train.steps=3"])
+    assert split_overrides(argv, flags) == (["train", "--out", "r", "--overwrite", "--config", "toy"], ["train.steps=3"])

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from agm.cli import _split_overrides, build_parser
+from agm.cli import split_overrides, build_parser
 
 DOCS = Path(__file__).resolve().parents[1] / "docs"
 FILES = ["data.md", "runs.md", "data_metrics.md", "images.md"]
@@ -36,7 +36,7 @@ def test_doc_command_lines_parse(name, capsys):
         assert lines, f"docs/{name} shows no agm command line"
     for line in lines:
         argv = shlex.split(line)[1:]
-        rest, overrides = _split_overrides(argv)
+        rest, overrides = split_overrides(argv)
         parser = build_parser(rest)
         try:
             args = parser.parse_args(rest)

@@ -15,8 +15,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import sys
 
 import torch
@@ -98,12 +96,10 @@ def main(argv=None) -> None:
         "dtype": "float64",
         "peers": {"geoopt": geoopt.__version__, "flow_matching": "1.0.10"},
         "max_abs_diff": res,
-        "machine": {"platform": platform.platform(), "processor": platform.processor() or platform.machine(),
-                    "torch": torch.__version__, "threads": torch.get_num_threads()},
     }
-    os.makedirs(os.path.dirname(args.out), exist_ok=True)
-    with open(args.out, "w") as f:
-        json.dump(out, f, indent=1)
+    from agm.training.results import write_result
+
+    write_result(args.out, out)
     print(json.dumps(res, indent=1))
 
 

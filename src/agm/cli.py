@@ -135,7 +135,7 @@ def _flag_options(parser: argparse.ArgumentParser) -> set[str]:
     return out
 
 
-def _split_overrides(argv: list[str], flags: set[str] | None = None) -> tuple[list[str], list[str]]:
+def split_overrides(argv: list[str], flags: set[str] | None = None) -> tuple[list[str], list[str]]:
     """Pull ``key=value`` tokens out of argv (wherever they stand) unless they are an option's value.
 
     ``flags``: the options that take no value (a key=value right after one is an override); default: the
@@ -162,7 +162,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"agm {_version()}")
         return 0
     parser = build_parser([t for t in argv if not _OVERRIDE.match(t)])
-    rest, overrides = _split_overrides(argv, _flag_options(parser))
+    rest, overrides = split_overrides(argv, _flag_options(parser))
     args = parser.parse_args(rest)
     if overrides:
         if not hasattr(args, "overrides"):

@@ -2,7 +2,7 @@
 
 Every loader returns float32 tensors of shape (N, C, H, W) scaled to [-1, 1]
 (x = 2 * pixel / max - 1: uint8 pixels are divided by 255, digits' 0..16 grey levels by 16), which
-is the data end (t = 1) of AGM's bridge (agm-digest.md section 2). Nothing is downloaded.
+is the data end (t = 1) of AGM's bridge (docs/agm.md). Nothing is downloaded.
 
 Built-in set ``digits``: the 1797 8x8 grey-scale hand-written digits that ship inside scikit-learn
 (``sklearn.datasets.load_digits``), upsampled bilinearly to ``data.image_size`` (e.g. 16 or 32).

@@ -1,4 +1,4 @@
-"""Riemannian manifolds for geodesic flow matching and generalised flow maps (soc-adjoint-flowmaps-digest.md part B).
+"""Riemannian manifolds for geodesic flow matching and generalised flow maps (docs/flowmaps.md).
 
 Own small code (no geoopt/geomstats dependency): :class:`Sphere`, :class:`FlatTorus`, :class:`Lorentz`
 (hyperbolic space, Lorentz model; Poincare-ball conversions for plots), :class:`Euclidean`, all implementing

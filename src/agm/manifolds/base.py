@@ -1,7 +1,7 @@
 """The manifold interface used by geodesic paths, flow maps and samplers.
 
 A manifold M is embedded in R^n (``ambient_dim``); points and tangent vectors are ambient tensors of
-shape (B, n). The operations follow the table of soc-adjoint-flowmaps-digest.md §B6 (the same API as
+shape (B, n). The operations follow the table of docs/flowmaps.md (the same API as
 facebookresearch ``flow_matching``'s ``Manifold``: expmap, logmap, projx, proju), plus the metric,
 the geodesic distance, the geodesic interpolant and a prior:
 
@@ -66,7 +66,7 @@ def sinhc(n: Tensor) -> Tensor:
 
 
 class Manifold(ABC):
-    """A Riemannian manifold embedded in R^ambient_dim (digest §B6).
+    """A Riemannian manifold embedded in R^ambient_dim (docs/flowmaps.md).
 
     Attributes:
         dim: intrinsic dimension.
@@ -115,7 +115,7 @@ class Manifold(ABC):
         """n draws of the prior rho_0 (uniform on compact M, wrapped normal at the origin otherwise)."""
 
     def to_tangent(self, x: Tensor, f: Tensor) -> Tensor:
-        """Map a network's ambient output f to a tangent vector at x: proj_{T_x M} f (digest §B3), unless a
+        """Map a network's ambient output f to a tangent vector at x: proj_{T_x M} f (docs/flowmaps.md), unless a
         manifold overrides it (Lorentz: parallel transport from the origin, see there)."""
         return self.proju(x, f)
 
@@ -128,7 +128,7 @@ class Manifold(ABC):
         return torch.sqrt(torch.clamp(self.sqnorm(x, u), min=TINY))
 
     def sqdist(self, x: Tensor, y: Tensor) -> Tensor:
-        """Squared geodesic distance d_g(x, y)^2 = ||log_x y||_g^2, shape (B,) (digest §B5)."""
+        """Squared geodesic distance d_g(x, y)^2 = ||log_x y||_g^2, shape (B,) (docs/flowmaps.md)."""
         return self.sqnorm(x, self.logmap(x, y))
 
     def dist(self, x: Tensor, y: Tensor) -> Tensor:
@@ -143,7 +143,7 @@ class Manifold(ABC):
         return self.dist(xi, yj).reshape(n, m)
 
     def geodesic(self, x0: Tensor, x1: Tensor, t: Tensor) -> Tensor:
-        """Geodesic interpolant I_t = exp_{x0}(t log_{x0} x1), t of shape (B,) (digest §B2, §B4)."""
+        """Geodesic interpolant I_t = exp_{x0}(t log_{x0} x1), t of shape (B,) (docs/flowmaps.md)."""
         return self.expmap(x0, t.reshape(-1, 1).to(x0.dtype) * self.logmap(x0, x1))
 
     def features(self, x: Tensor) -> Tensor:

@@ -1,7 +1,7 @@
-"""Euclidean space R^d with the manifold API (digest §B6, first row): exp_x(u) = x + u, log_x(y) = y - x.
+"""Euclidean space R^d with the manifold API (docs/flowmaps.md): exp_x(u) = x + u, log_x(y) = y - x.
 
 With it, the generalised flow-map losses reduce to the Euclidean LSD/ESD/PSD losses of Boffi, Albergo and
-Vanden-Eijnden (digest §B8, 'Euclidean reduction'), which gives the tests a closed-form Gaussian oracle.
+Vanden-Eijnden (docs/flowmaps.md), which gives the tests a closed-form Gaussian oracle.
 Prior: N(0, I).
 """
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """Hyperbolic space H^d in the Lorentz (hyperboloid) model, with conversions to the Poincare ball.
 
 We compute in the Lorentz model (numerically steadier exp/log than the ball's Mobius formulas of
-digest §B6; the two are isometric) and use the Poincare ball only for plots and data exchange.
+docs/flowmaps.md; the two are isometric) and use the Poincare ball only for plots and data exchange.
 Minkowski product <x, y>_L = -x_0 y_0 + sum_i x_i y_i; H^d = {x : <x, x>_L = -1, x_0 > 0}.
 
     exp_x(u)  = cosh(|u|_L) x + sinh(|u|_L) u / |u|_L,   |u|_L = sqrt(<u, u>_L)  (u tangent)
@@ -9,7 +9,7 @@ Minkowski product <x, y>_L = -x_0 y_0 + sum_i x_i y_i; H^d = {x : <x, x>_L = -1,
     d(x, y)   = arccosh(-<x, y>_L) = asinh(|w|_L)
     proj_x(u) = u + <x, u>_L x,   projx(x) = (sqrt(1 + |x_{1:}|^2), x_{1:})
     ball(x)   = x_{1:} / (1 + x_0),   lorentz(p) = ((1 + |p|^2), 2 p) / (1 - |p|^2)
-Prior: wrapped normal at the origin o = (1, 0, ..., 0) with std ``prior_std`` (digest §B9: the space is
+Prior: wrapped normal at the origin o = (1, 0, ..., 0) with std ``prior_std`` (docs/flowmaps.md: the space is
 not compact, so there is no uniform prior).
 """
 from __future__ import annotations
@@ -134,7 +134,7 @@ class Lorentz(Manifold):
         return v + c * (o + x)
 
     def to_tangent(self, x: Tensor, f: Tensor) -> Tensor:
-        """Network output -> tangent vector at x. head='project': proj_{T_x} f (digest §B3 as written); its metric
+        """Network output -> tangent vector at x. head='project': proj_{T_x} f (docs/flowmaps.md as written); its metric
         norm grows like cosh d(o, x) for a bounded f, which made G-LSD diverge (NaN) in our runs on H^2.
         head='transport' (default, our choice): the space-like part of f read as a vector of T_o H^d and
         parallel-transported to x, so |v|_g = |f_{1:}| is bounded. Both are smooth and give tangent vectors."""

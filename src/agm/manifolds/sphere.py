@@ -1,4 +1,4 @@
-"""The unit sphere S^d embedded in R^(d+1) (digest §B6, row S^{d-1}; here d is the intrinsic dimension).
+"""The unit sphere S^d embedded in R^(d+1) (docs/flowmaps.md).
 
     exp_x(u)  = cos(|u|) x + sin(|u|) u / |u|                 (sinc branch near |u| = 0)
     log_x(y)  = d(x, y) w / |w|,  w = P_x(y - x) = y - <x, y> x
@@ -29,12 +29,12 @@ class Sphere(Manifold):
         self.ambient_dim = dim + 1
 
     def expmap(self, x: Tensor, u: Tensor) -> Tensor:
-        """exp_x(u) = cos|u| x + sinc|u| u; exact on S^d for tangent u (digest §B6)."""
+        """exp_x(u) = cos|u| x + sinc|u| u; exact on S^d for tangent u (docs/flowmaps.md)."""
         n = safe_norm(u)
         return torch.cos(n) * x + sinc(n) * u
 
     def logmap(self, x: Tensor, y: Tensor) -> Tensor:
-        """log_x(y) = atan2(|w|, <x,y>) w / |w| with w = y - <x,y> x (digest §B6, §B5)."""
+        """log_x(y) = atan2(|w|, <x,y>) w / |w| with w = y - <x,y> x (docs/flowmaps.md)."""
         c = (x * y).sum(-1, keepdim=True)
         w = y - c * x
         nw = safe_norm(w)
@@ -46,7 +46,7 @@ class Sphere(Manifold):
         return ratio * w
 
     def sqdist(self, x: Tensor, y: Tensor) -> Tensor:
-        """d(x, y)^2 = atan2(|y - <x,y>x|, <x,y>)^2 (gradient-stable at d = 0, digest §B5)."""
+        """d(x, y)^2 = atan2(|y - <x,y>x|, <x,y>)^2 (gradient-stable at d = 0, docs/flowmaps.md)."""
         c = (x * y).sum(-1, keepdim=True)
         nw = safe_norm(y - c * x)
         return torch.atan2(nw, c).squeeze(-1) ** 2

@@ -1,10 +1,10 @@
-"""The flat torus T^d = [0, 2 pi)^d with the Euclidean metric (digest §B6, row 'flat torus').
+"""The flat torus T^d = [0, 2 pi)^d with the Euclidean metric (docs/flowmaps.md).
 
     exp_x(u) = (x + u) mod 2 pi
     log_x(y) = atan2(sin(y - x), cos(y - x))        (componentwise wrapped difference in (-pi, pi])
     d(x, y)  = |log_x y|,  projx = mod 2 pi,  proju = identity
 Coordinates are angles in radians; ambient_dim = dim. Network features are (cos x, sin x), which are
-continuous across the seam (digest §B9). Prior: uniform. The cut locus is a wrapped difference of +-pi.
+continuous across the seam (docs/flowmaps.md). Prior: uniform. The cut locus is a wrapped difference of +-pi.
 """
 from __future__ import annotations
 

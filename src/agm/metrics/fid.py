@@ -2,7 +2,7 @@
 
 FID (Heusel et al. 2017) = d^2(N(mu_r, S_r), N(mu_g, S_g)) of ``agm.metrics.frechet.frechet_distance``
 (||mu_r - mu_g||^2 + Tr(S_r + S_g - 2 (S_r^{1/2} S_g S_r^{1/2})^{1/2})) over Inception pool3 features.
-The AGM paper's CelebA-HQ 64 numbers (FID 28.53 -> 25.47; agm-digest.md, image experiment) are FIDs.
+The AGM paper's CelebA-HQ 64 numbers (FID 28.53 -> 25.47; docs/images.md) are FIDs.
 
 ``FIDInceptionV3`` is the network of the TensorFlow FID graph 'pt_inception-2015-12-05' as ported to
 PyTorch by pytorch-fid (Seitzer, 2020): Inception-v3 with 1008 logits, average pools that exclude

@@ -1,6 +1,6 @@
 """Scalar potential heads V_phi(x, t) sized by a parameter budget relative to the drift.
 
-AGM (arXiv 2605.14631, abstract; agm-digest.md section 5): V_phi takes the drift's inputs, returns
+AGM (arXiv 2605.14631, abstract; docs/agm.md): V_phi takes the drift's inputs, returns
 one scalar per sample, and has about 1.4% of the drift's parameters. The width is solved from the
 budget; ``param_ratio`` reports the ratio actually reached.
 """
@@ -37,10 +37,10 @@ class PotentialConv(nn.Module):
     """V_phi(x, t) for images: strided conv encoder + time embedding, global pooling, linear head; returns (B,).
 
     h_0 = SiLU(Conv_{s0}(x)) + W_t sinusoidal(t);  h_k = SiLU(Conv_{stride 2}(h_{k-1})), k = 1..levels-1;
-    V = w^T mean_{H,W}(h_{levels-1}) + b.   (agm-digest.md section 5: "a small strided-conv encoder with
+    V = w^T mean_{H,W}(h_{levels-1}) + b.   (docs/agm.md: "a small strided-conv encoder with
     global pooling and the same time embedding, then a linear head"; the paper gives no architecture.)
     ``first_stride`` s0 = 2 halves the cost of the full-resolution layer (used for images >= 32 pixels so
-    that the potential's step cost stays near 1% of the drift's: the digest's goal AGM/drift <= 1.02).
+    that the potential's step cost stays near 1% of the drift's: our goal AGM/drift <= 1.02).
     """
 
     def __init__(self, in_channels: int, width: int, levels: int = 3, time_dim: int = 16, first_stride: int = 1) -> None:
@@ -90,7 +90,7 @@ def build_potential(
 
     ``data_shape`` is one sample's shape: (D,) gives a PotentialMLP, (C, H, W) a PotentialConv (first
     conv strided by 2 when H, W >= 32). AGM (arXiv 2605.14631, abstract): V_phi has ~1.4% of the drift's
-    parameters; the width is the largest whose count is <= budget * count(drift) (agm-digest.md section 5).
+    parameters; the width is the largest whose count is <= budget * count(drift) (docs/agm.md).
     Returns (potential, actual_ratio). If even width 1 exceeds the budget, width 1 is used and the
     reported ratio says so.
     """

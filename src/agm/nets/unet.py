@@ -13,8 +13,8 @@ in ``attn_resolutions``; down/up-sampling is a strided conv / nearest + conv (``
 or a residual block with average-pool / nearest resampling inside (``resample='resblock'``, ADM's
 ``resblock_updown`` / BigGAN). Skip connections concatenate encoder features into the decoder.
 
-The AGM paper (arXiv 2605.14631) does not state its drift's architecture or size (agm-digest.md
-section 5 only fixes the potential's budget relative to it): ``UNET_PRESETS['ddpmpp-64']`` is EDM's
+The AGM paper (arXiv 2605.14631) does not state its drift's architecture or size (docs/agm.md:
+only the potential's budget relative to it is fixed): ``UNET_PRESETS['ddpmpp-64']`` is EDM's
 DDPM++ configuration for 64x64 (FFHQ/AFHQ-64), our choice for the paper's CelebA-HQ 64 experiment.
 
 The constructor is backward compatible with the compact default (channels=32, (1, 2, 2), one block).

@@ -1,4 +1,4 @@
-"""Bridge matching (the drift-only baseline of AGM; agm-digest.md sections 2-3).
+"""Bridge matching (the drift-only baseline of AGM; docs/agm.md).
 
 Per bridge sample i:  l_i(theta) = (1/d) || f_theta(x_{t_i}, t_i) - u_{t_i} ||^2,
 baseline loss L = (1/B) sum_i l_i. Its minimiser is the Markovian projection E[u_t | x_t].

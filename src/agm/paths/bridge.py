@@ -1,6 +1,6 @@
 """Brownian bridge / stochastic interpolant between a prior (t = 0) and the data (t = 1).
 
-Equations (agm-digest.md section 2; standard bridge matching):
+Equations (docs/agm.md; standard bridge matching):
 
     x_t = (1 - t) x_0 + t x_1 + sigma sqrt(t (1 - t)) eps,            eps ~ N(0, I)
     u_t = (x_1 - x_t) / (1 - t) = x_1 - x_0 - sigma sqrt(t / (1 - t)) eps

@@ -1,6 +1,6 @@
 """Euler-Maruyama over a fixed time grid, optionally captured once as a CUDA graph and replayed.
 
-The step is the one of ``agm.samplers.EulerMaruyama`` (agm-digest.md section 2, AGM's sampler):
+The step is the one of ``agm.samplers.EulerMaruyama`` (docs/agm.md, AGM's sampler):
 
     x_{k+1} = x_k + f(x_k, t_k) dt_k + g sqrt(|dt_k|) xi_k,   xi_k ~ N(0, I),   last step without noise.
 

@@ -2,7 +2,7 @@
 
     x_{k+1} = x_k + f(x_k, t_k) dt_k + g(x_k, t_k) sqrt(dt_k) xi_k,   xi_k ~ N(0, I)
 
-(agm-digest.md section 2: AGM samples with EM over the EMA drift; the last step is taken without
+(docs/agm.md: AGM samples with EM over the EMA drift; the last step is taken without
 noise by default.) The diffusion g is a constant sigma or a callable g(x, t) broadcastable to x
 (for example Bellman Diffusion Dynamics' sqrt(p(x)) or a memoryless noise schedule sigma(t)).
 """

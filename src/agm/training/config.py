@@ -40,6 +40,27 @@ class TrainConfig:
     fused_optimizer: bool = False  # AdamW(fused=True) on CUDA
     nan_check_every: int = 0  # NaN/inf loss guard: 0 = auto (every step on the CPU, every 50 on CUDA: no per-step sync)
 
+    def validate(self, prefix: str = "train") -> "TrainConfig":
+        """Check every training-loop option; ConfigError naming ``<prefix>.<field>`` and what is accepted.
+
+        Called for the ``train`` group of every method's config by :func:`build_config`, so a method's own
+        ``validate`` checks only its own keys (plus any stricter rule of its own, e.g. batch_size >= 2).
+        """
+        from agm.errors import check_choice, check_positive
+
+        for name in ("steps", "batch_size", "log_every", "ckpt_every", "keep_checkpoints"):
+            check_positive(f"{prefix}.{name}", getattr(self, name), integer=True)
+        for name in ("warmup_steps", "threads", "nan_check_every"):
+            check_positive(f"{prefix}.{name}", getattr(self, name), integer=True, allow_zero=True)
+        check_positive(f"{prefix}.lr", self.lr)
+        check_positive(f"{prefix}.weight_decay", self.weight_decay, allow_zero=True)
+        check_positive(f"{prefix}.grad_clip", self.grad_clip, allow_zero=True)
+        if not 0 <= self.ema_decay < 1:
+            raise ConfigError(f"{prefix}.ema_decay={self.ema_decay!r} must be in [0, 1)")
+        check_choice(f"{prefix}.amp", self.amp, ("none", "bf16"))
+        check_choice(f"{prefix}.schedule", self.schedule, ("constant", "cosine", "linear"))
+        return self
+
 
 def _coerce(key: str, value: Any, tp: Any) -> Any:
     """Check/convert a YAML value to the dataclass field type; ConfigError naming the key otherwise."""
@@ -207,7 +228,16 @@ def build_config(cls: type, source: str | Path | dict | None = None, overrides: 
     keys = all_keys(cfg)
     for item in overrides:
         merge(cfg, parse_override(item, keys))
-    return cfg.validate() if validate and hasattr(cfg, "validate") else cfg
+    return validate_config(cfg) if validate else cfg
+
+
+def validate_config(cfg: Any) -> Any:
+    """Validate the nested groups that know how to check themselves (e.g. ``train: TrainConfig``), then the root."""
+    for f in fields(cfg):
+        group = getattr(cfg, f.name)
+        if is_dataclass(group) and hasattr(group, "validate"):
+            group.validate(f.name)
+    return cfg.validate() if hasattr(cfg, "validate") else cfg
 
 
 def config_dict(cfg: Any) -> dict:

@@ -7,7 +7,7 @@ B/W samples and the gradients are averaged over ranks,
 
 so one DDP step equals one single-process step on the union of the ranks' batches for any loss that
 is a mean of per-sample terms (the drift-only bridge-matching loss, and AGM during weight warm-up).
-AGM's self-normalised weights w_i = B a_i / sum_j a_j (agm-digest.md section 3) are normalised within
+AGM's self-normalised weights w_i = B a_i / sum_j a_j (docs/agm.md) are normalised within
 each rank's batch (our choice: no extra all-gather per step; the alternative, a global normaliser,
 differs by the ratio of the rank's mean a to the global mean a).
 

@@ -49,7 +49,7 @@ from agm.training.ema import EMA
 BatchFn = Callable[[int, torch.Generator], Tensor]
 
 
-def _crash_test_hook() -> None:
+def crash_test_hook() -> None:
     """For crash tests only: with AGM_KILL_AFTER_CHECKPOINT=N in the environment, the process SIGKILLs itself
     right after writing its N-th checkpoint (a real kill -9 at a reproducible point; see tests/conftest.py)."""
     import os
@@ -57,8 +57,8 @@ def _crash_test_hook() -> None:
     n = os.environ.get("AGM_KILL_AFTER_CHECKPOINT")
     if not n:
         return
-    _crash_test_hook.count = getattr(_crash_test_hook, "count", 0) + 1
-    if _crash_test_hook.count >= int(n):
+    crash_test_hook.count = getattr(crash_test_hook, "count", 0) + 1
+    if crash_test_hook.count >= int(n):
         import signal
 
         os.kill(os.getpid(), signal.SIGKILL)
@@ -287,7 +287,7 @@ class Trainer:
                 if self.out_dir is not None and (self.step % self.cfg.ckpt_every == 0 or self.step == total):
                     self.check_finite()
                     self.save()
-                    _crash_test_hook()
+                    crash_test_hook()
                 if bar is not None:
                     bar.update(1)
         finally:

@@ -70,7 +70,7 @@ def test_c51_rl_interrupt_resume_exact_in_process(tmp_path, monkeypatch):
     def stop():
         raise _Stop
 
-    monkeypatch.setattr(trainer_mod, "_crash_test_hook", stop)
+    monkeypatch.setattr(trainer_mod, "crash_test_hook", stop)
     with pytest.raises(_Stop):
         train_rl_run(cfg(), tmp_path / "killed")
     monkeypatch.undo()
@@ -138,13 +138,13 @@ def _doc_commands(text: str) -> list[list[str]]:
 
 
 def test_every_command_in_docs_parses_with_the_real_parser(capsys):
-    from agm.cli import _split_overrides, build_parser
+    from agm.cli import split_overrides, build_parser
 
     parser = build_parser()
     cmds = _doc_commands((ROOT / "docs" / "bellman.md").read_text())
     assert len(cmds) >= 5
     for argv in cmds:
-        rest, overrides = _split_overrides(argv)
+        rest, overrides = split_overrides(argv)
         if "--help" in rest:
             with pytest.raises(SystemExit) as e:
                 parser.parse_args(rest)

@@ -142,13 +142,13 @@ def _doc_commands() -> list[str]:
 
 def test_every_command_in_the_docs_parses():
     """Every `agm ...` line of docs/efm_qipo.md parses with the real parser (agm.cli.build_parser)."""
-    from agm.cli import _split_overrides, build_parser
+    from agm.cli import split_overrides, build_parser
 
     cmds = _doc_commands()
     assert len(cmds) >= 8
     parser = build_parser()
     for cmd in cmds:
-        rest, _ = _split_overrides(shlex.split(cmd)[1:])
+        rest, _ = split_overrides(shlex.split(cmd)[1:])
         try:
             parser.parse_args(rest)
         except SystemExit as e:  # --help exits with 0

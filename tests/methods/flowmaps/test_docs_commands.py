@@ -18,13 +18,13 @@ def command_lines():
 
 
 def test_every_documented_command_parses():
-    from agm.cli import _split_overrides, build_parser
+    from agm.cli import split_overrides, build_parser
 
     lines = command_lines()
     assert len(lines) >= 5, lines
     parser = build_parser()
     for ln in lines:
-        rest, overrides = _split_overrides(shlex.split(ln)[1:])
+        rest, overrides = split_overrides(shlex.split(ln)[1:])
         args = parser.parse_args(rest)  # SystemExit (a test error) on an unknown command or option
         assert callable(args.func), ln
         if overrides:

@@ -72,13 +72,13 @@ def _doc_commands() -> list[str]:
 
 
 def test_every_command_in_docs_parses_with_the_real_parser():
-    from agm.cli import _split_overrides, build_parser
+    from agm.cli import split_overrides, build_parser
 
     cmds = _doc_commands()
     assert len(cmds) >= 6
     for cmd in cmds:
         argv = shlex.split(cmd)[1:]
-        rest, overrides = _split_overrides(argv)
+        rest, overrides = split_overrides(argv)
         try:
             args = build_parser(rest).parse_args(rest)
         except SystemExit as e:  # argparse error

@@ -29,7 +29,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     from agm.command_line import add_eval, add_method, add_sample, add_train
     from agm.methods.agm.run import RECIPE
 
-    msub = add_method(sub, RECIPE, help="AGM and its drift-only baseline (also as the short forms agm train|sample|eval|demo)")
+    msub = add_method(sub, RECIPE, help="AGM, its drift-only baseline and controls (method=baseline|agm|time_weight|fixed_weight|agm_path; short forms agm train|sample|eval|demo)")
     _add_demo(msub)
     add_train(sub, RECIPE, help="AGM: train a model from a config (short for 'agm agm train')")
     add_sample(sub, RECIPE, help="AGM: sample from a run's EMA drift; V_phi is not loaded (short for 'agm agm sample')")

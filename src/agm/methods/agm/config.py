@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any, Optional
 
 from agm.errors import ConfigError, check_choice, check_positive
-from agm.training.config import TrainConfig, all_keys as _all_keys, build_config, save_config
+from agm.training.config import TrainConfig, all_keys as _all_keys, build_config, save_config, validate_config
 
 BUILTIN_DIR = Path(__file__).parent / "configs"
 # the arms of docs/agm.md: drift-only, AGM, the two controls, and the path-level variant (ours)
@@ -132,21 +132,17 @@ class Config:
         check_choice("model.kind", self.model.kind, ("mlp", "unet"))
         check_choice("model.parameterisation", self.model.parameterisation, ("drift", "endpoint"))
         check_choice("sample.method", self.sample.method, ("em", "euler", "heun"))
-        check_choice("train.amp", self.train.amp, ("none", "bf16"))
         check_choice("potential.objective", self.potential.objective, ("nll", "regress", "kinetic"))
         check_choice("potential.sign", self.potential.sign, ("down", "up"))
         check_choice("potential.normalise", self.potential.normalise, ("batch", "time_bins"))
-        for name in ("train.steps", "train.batch_size", "train.log_every", "train.ckpt_every", "sample.steps",
+        for name in ("sample.steps",
                      "eval.n_samples", "eval.max_samples", "data.n_train", "data.n_test", "model.hidden", "model.depth",
-                     "potential.depth", "potential.time_bins", "train.keep_checkpoints"):
+                     "potential.depth", "potential.time_bins"):
             check_positive(name, self.get(name), integer=True)
-        for name in ("train.lr", "potential.temperature", "potential.budget"):
+        for name in ("potential.temperature", "potential.budget"):
             check_positive(name, self.get(name))
         check_positive("path.sigma", self.path.sigma, allow_zero=True)
-        check_positive("train.grad_clip", self.train.grad_clip, allow_zero=True)
         check_positive("potential.warmup_steps", self.potential.warmup_steps, integer=True, allow_zero=True)
-        if not 0 <= self.train.ema_decay < 1:
-            raise ConfigError(f"train.ema_decay={self.train.ema_decay!r} must be in [0, 1)")
         if not 0 < self.data.test_fraction < 1:
             raise ConfigError(f"data.test_fraction={self.data.test_fraction!r} must be in (0, 1)")
         if self.potential.budget > 1:
@@ -194,7 +190,7 @@ def load_config(source: str | Path | dict | None = None, overrides: list[str] | 
     cfg = build_config(Config, source, overrides, BUILTIN_DIR, validate=False)
     if cfg.data.path is not None and cfg.data.name != "file":
         cfg.data.name = "file"
-    return cfg.validate()
+    return validate_config(cfg)
 
 
 __all__ = ["Config", "DataConfig", "PathConfig", "ModelConfig", "PotentialConfig", "TimeWeightConfig", "FixedWeightConfig",

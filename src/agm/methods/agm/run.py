@@ -82,7 +82,8 @@ class AGMRecipe(Recipe):
         return method
 
     def lrs(self, cfg: Config) -> dict[str, float] | None:
-        return {"potential": cfg.potential.lr} if (cfg.method == "agm" and cfg.potential.lr is not None) else None
+        has_potential = cfg.method in ("agm", "time_weight", "agm_path")  # the arms with a learned scalar (V_phi or u(t))
+        return {"potential": cfg.potential.lr} if (has_potential and cfg.potential.lr is not None) else None
 
     def run_info(self, cfg: Config, method: Any, data: DataBundle) -> dict[str, Any]:
         nets = method.networks()

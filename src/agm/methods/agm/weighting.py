@@ -32,6 +32,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
+from agm.metrics.ess import effective_sample_size  # the library's one ESS (re-exported)
 from agm.errors import ConfigError, check_choice
 
 POTENTIAL_OBJECTIVES = ("nll", "regress", "kinetic")
@@ -161,11 +162,6 @@ def importance_weights(
     return _group_normalise(a, None if normalise == "batch" else groups)
 
 
-def effective_sample_size(w: Tensor) -> Tensor:
-    """(sum w)^2 / sum w^2 divided by B, as a 0-d tensor: 1 for uniform weights, -> 1/B for one dominant weight."""
-    return w.sum() ** 2 / (w.pow(2).sum() * w.numel())
-
-
 def potential_loss(v: Tensor, ell: Tensor, target_u: Tensor | None = None, objective: str = "nll") -> Tensor:
     """Per-sample loss of V_phi (docs/agm.md); the residuals ``ell`` and ``target_u`` are stopped."""
     check_choice("potential.objective", objective, POTENTIAL_OBJECTIVES)
@@ -233,7 +229,7 @@ def weight_logs(w: Tensor, score: Tensor, t: Tensor) -> dict[str, Tensor]:
         sc = score.detach().float()
         vc, tc = sc - sc.mean(), t.float() - t.float().mean()
         corr = (vc * tc).sum() / (vc.norm() * tc.norm()).clamp_min(1e-12)
-        return {"ess": effective_sample_size(w), "w_max": w.max(), "w_min": w.min(), "v_t_corr": corr}
+        return {"ess": effective_sample_size(w, normalised=True), "w_max": w.max(), "w_min": w.min(), "v_t_corr": corr}
 
 
 class TimeLogVariance(nn.Module):

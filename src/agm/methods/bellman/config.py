@@ -100,25 +100,19 @@ class Config:
         check_choice("field.first_term", f.first_term, FIRST_TERMS)
         check_choice("field.head", f.head, HEADS)
         check_choice("sample.positivity", s.positivity, POSITIVITY)
-        check_choice("train.amp", self.train.amp, ("none", "bf16"))
         if f.first_term == "sliced" and f.trace == "exact":
             raise ConfigError("field.first_term='sliced' needs field.trace in ('hutchinson', 'rademacher'); got trace='exact'")
-        for name in ("field.slices", "field.projections", "field.hidden", "field.depth", "sample.steps", "train.steps",
-                     "train.log_every", "train.ckpt_every", "train.keep_checkpoints", "eval.n_samples", "eval.max_samples",
+        for name in ("field.slices", "field.projections", "field.hidden", "field.depth", "sample.steps", "eval.n_samples", "eval.max_samples",
                      "data.n_train", "data.n_test"):
             check_positive(name, self.get(name), integer=True)
         check_positive("train.batch_size", self.train.batch_size, integer=True)
         if self.train.batch_size < 2:
             raise ConfigError(f"train.batch_size={self.train.batch_size!r} must be >= 2 (field matching pairs data points)")
-        check_positive("train.lr", self.train.lr)
-        check_positive("train.grad_clip", self.train.grad_clip, allow_zero=True)
         check_positive("sample.rel_step", s.rel_step)
         if s.step_size is not None:
             check_positive("sample.step_size", s.step_size)
         if s.drift_clip is not None:
             check_positive("sample.drift_clip", s.drift_clip)
-        if not 0 <= self.train.ema_decay < 1:
-            raise ConfigError(f"train.ema_decay={self.train.ema_decay!r} must be in [0, 1)")
         if not 0 < self.data.test_fraction < 1:
             raise ConfigError(f"data.test_fraction={self.data.test_fraction!r} must be in (0, 1)")
         return self

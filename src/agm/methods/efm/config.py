@@ -90,14 +90,9 @@ class EFMConfig:
         check_positive("energy.beta", self.energy.beta, allow_zero=True)
         if not math.isfinite(self.energy.beta):
             raise ConfigError(f"energy.beta={self.energy.beta!r} must be a finite number >= 0")
-        for name in ("train.steps", "train.batch_size", "train.log_every", "train.ckpt_every", "train.keep_checkpoints",
-                     "sample.steps", "eval.n_samples", "eval.max_samples", "data.n_train", "data.n_test", "model.hidden",
+        for name in ("sample.steps", "eval.n_samples", "eval.max_samples", "data.n_train", "data.n_test", "model.hidden",
                      "model.depth"):
             check_positive(name, _get(self, name), integer=True)
-        check_positive("train.lr", self.train.lr)
-        check_positive("train.grad_clip", self.train.grad_clip, allow_zero=True)
-        if not 0 <= self.train.ema_decay < 1:
-            raise ConfigError(f"train.ema_decay={self.train.ema_decay!r} must be in [0, 1)")
         if not 0 < self.data.test_fraction < 1:
             raise ConfigError(f"data.test_fraction={self.data.test_fraction!r} must be in (0, 1)")
         if self.data.name == "file" and self.data.path is None:
@@ -182,15 +177,12 @@ class QIPOConfig:
             if not math.isfinite(float(v)):
                 raise ConfigError(f"{name}={v!r} is not accepted; it must be a finite number >= 0")
         for name in ("support_size", "behaviour_steps", "renew_every", "improve_batch_size", "policy_hidden", "policy_depth",
-                     "q_hidden", "q_depth", "sampler_steps", "q_support_size", "best_of", "eval.episodes",
-                     "train.batch_size", "train.log_every", "train.ckpt_every", "train.keep_checkpoints"):
+                     "q_hidden", "q_depth", "sampler_steps", "q_support_size", "best_of", "eval.episodes"):
             check_positive(name, _get(self, name), integer=True)
         for name in ("q_steps", "improve_steps"):
             check_positive(name, getattr(self, name), integer=True, allow_zero=True)
         check_positive("reward_scale", self.reward_scale)
-        check_positive("train.lr", self.train.lr)
         check_positive("q_lr", self.q_lr)
-        check_positive("train.grad_clip", self.train.grad_clip, allow_zero=True)
         check_choice("sampler_method", self.sampler_method, ("euler", "heun"))
         check_choice("train.device", self.train.device, ("cpu",))
         if not 0.0 <= self.gamma < 1.0:

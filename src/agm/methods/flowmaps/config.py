@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any, Optional
 
 from agm.errors import ConfigError, check_choice, check_positive
-from agm.training.config import TrainConfig, build_config
+from agm.training.config import TrainConfig, build_config, validate_config
 
 METHODS = ("rfm", "lagrangian", "eulerian", "progressive")
 SYNTHETIC_SETS = ("sphere_vmf", "torus_wrapped", "hyperbolic_mixture")
@@ -85,17 +85,11 @@ class Config:
         check_choice("objective.st_sampling", self.objective.st_sampling, ("scaled", "sorted"))
         check_choice("objective.midpoint", self.objective.midpoint, ("mid", "uniform"))
         check_choice("sample.mode", self.sample.mode, ("auto", "map", "ode"))
-        check_choice("train.amp", self.train.amp, ("none", "bf16"))
-        for name in ("train.steps", "train.batch_size", "train.log_every", "train.ckpt_every", "train.keep_checkpoints",
-                     "model.hidden", "model.depth", "model.n_freq", "sample.steps", "eval.n_samples", "eval.max_samples",
+        for name in ("model.hidden", "model.depth", "model.n_freq", "sample.steps", "eval.n_samples", "eval.max_samples",
                      "data.n_train", "data.n_test"):
             check_positive(name, self.get(name), integer=True)
-        check_positive("train.lr", self.train.lr)
-        check_positive("train.grad_clip", self.train.grad_clip, allow_zero=True)
         if self.train.batch_size < 2:
             raise ConfigError(f"train.batch_size={self.train.batch_size!r} must be >= 2 (the batch is split into the RFM and self-distillation terms)")
-        if not 0 <= self.train.ema_decay < 1:
-            raise ConfigError(f"train.ema_decay={self.train.ema_decay!r} must be in [0, 1)")
         if not 0 < self.objective.diag_fraction < 1:
             raise ConfigError(f"objective.diag_fraction={self.objective.diag_fraction!r} must be in (0, 1)")
         if not 0 < self.data.test_fraction < 1:
@@ -129,7 +123,7 @@ def load_config(source: str | Path | dict | None = None, overrides: list[str] | 
     cfg = build_config(Config, source, overrides, None, validate=False)
     if cfg.data.path is not None:
         cfg.data.name = "file"
-    return cfg.validate()
+    return validate_config(cfg)
 
 
 __all__ = ["Config", "DataConfig", "ModelConfig", "ObjectiveConfig", "SampleConfig", "EvalConfig", "TrainConfig",

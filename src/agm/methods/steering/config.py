@@ -83,14 +83,7 @@ def _soc_train() -> TrainConfig:
 
 
 def _validate_common(cfg) -> None:
-    check_positive("train.steps", cfg.train.steps, integer=True)
-    check_positive("train.batch_size", cfg.train.batch_size, integer=True)
-    check_positive("train.lr", cfg.train.lr)
-    check_positive("train.log_every", cfg.train.log_every, integer=True)
-    check_positive("train.ckpt_every", cfg.train.ckpt_every, integer=True)
-    check_positive("train.grad_clip", cfg.train.grad_clip, allow_zero=True)
-    if not 0 <= cfg.train.ema_decay < 1:
-        raise ConfigError(f"train.ema_decay={cfg.train.ema_decay!r} must be in [0, 1)")
+    cfg.train.validate("train")  # the one check of the training-loop options (agm.training.config)
     check_positive("eval.n_samples", cfg.eval.n_samples, integer=True)
     check_positive("eval.max_samples", cfg.eval.max_samples, integer=True)
     if getattr(cfg, "data", None) is not None:

@@ -190,7 +190,7 @@ def _has_checkpoint(out_dir, step: int) -> bool:
 
 def _save(out_dir, agent, rb, rng, env, st, next_ckpt, keep) -> None:
     from agm.training.checkpoint import optimizer_to_tensors, save_checkpoint
-    from agm.training.trainer import _crash_test_hook
+    from agm.training.trainer import crash_test_hook
 
     opt_t, opt_meta = optimizer_to_tensors(agent.opt)
     tensors = dict(opt_t)
@@ -211,7 +211,7 @@ def _save(out_dir, agent, rb, rng, env, st, next_ckpt, keep) -> None:
     }
     save_checkpoint(out_dir / "checkpoints", st["step"], {k: v.state_dict() for k, v in agent_networks(agent).items()}, {}, tensors,
                     state, keep=keep)
-    _crash_test_hook()
+    crash_test_hook()
 
 
 def _load_latest(out_dir, agent, rb, rng, env):
