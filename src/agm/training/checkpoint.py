@@ -35,7 +35,8 @@ RUN_FORMAT = "agm-run"
 RUN_VERSION = 1
 
 
-def _sha256(path: Path) -> str:
+def sha256_file(path: Path) -> str:
+    """Hex SHA-256 of a file's bytes (read in 1 MiB chunks)."""
     h = hashlib.sha256()
     with open(path, "rb") as f:
         for chunk in iter(lambda: f.read(1 << 20), b""):
@@ -115,11 +116,11 @@ def save_checkpoint(
             "ema.safetensors": {k: v for n, sd in ema.items() for k, v in _flat(n, sd).items()},
             "trainer.safetensors": {k: v.detach().contiguous().cpu() for k, v in trainer_tensors.items()},
         }
-        digests = {}
+        hashes = {}
         for fname, tensors in files.items():
             save_file(tensors, str(tmp / fname))
-            digests[fname] = _sha256(tmp / fname)
-        meta = dict(state, step=step, files=digests, format=RUN_FORMAT, version=RUN_VERSION)
+            hashes[fname] = sha256_file(tmp / fname)
+        meta = dict(state, step=step, files=hashes, format=RUN_FORMAT, version=RUN_VERSION)
         (tmp / "state.json").write_text(json.dumps(meta, indent=1))
         if final.exists():
             shutil.rmtree(final)
@@ -180,11 +181,11 @@ def check_run_dir(run_dir: Path) -> dict[str, Any]:
     return info
 
 
-def _load_verified(ckpt: Path, fname: str, digests: dict[str, str]) -> dict[str, torch.Tensor]:
+def _load_verified(ckpt: Path, fname: str, hashes: dict[str, str]) -> dict[str, torch.Tensor]:
     path = ckpt / fname
     if not path.exists():
         raise CheckpointError(f"checkpoint file {path} is missing")
-    if fname in digests and _sha256(path) != digests[fname]:
+    if fname in hashes and sha256_file(path) != hashes[fname]:
         raise CheckpointError(f"checkpoint file {path} is corrupt (sha256 does not match state.json)")
     try:
         return load_file(str(path))
@@ -206,8 +207,8 @@ def load_checkpoint(ckpt: Path, parts: tuple[str, ...] = ("networks", "ema", "tr
     """Load a checkpoint's state.json and the requested safetensors files, verified by sha256."""
     ckpt = Path(ckpt)
     state = read_state(ckpt)
-    digests = state.get("files", {})
-    out = {part: _load_verified(ckpt, f"{part}.safetensors", digests) for part in parts}
+    hashes = state.get("files", {})
+    out = {part: _load_verified(ckpt, f"{part}.safetensors", hashes) for part in parts}
     return state, out
 
 

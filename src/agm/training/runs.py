@@ -28,6 +28,7 @@ import warnings
 from pathlib import Path
 from typing import Any, Iterable
 
+from agm.training.checkpoint import sha256_file
 from agm.errors import AGMError, CheckpointError, ConfigError, DataError
 
 
@@ -151,16 +152,8 @@ class RunLock:
 
 
 # ---- data fingerprints ------------------------------------------------------------------------------
-def _file_digest(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def fingerprint(path: str | Path) -> dict[str, Any]:
-    """{'path': absolute path, 'size': bytes, 'sha256': digest} of a data file or folder (all files, sorted)."""
+    """{'path': absolute path, 'size': bytes, 'sha256': hex hash} of a data file or folder (all files, sorted)."""
     p = Path(path).expanduser().resolve()
     if not p.exists():
         raise DataError(f"data path {path} does not exist")
@@ -169,10 +162,10 @@ def fingerprint(path: str | Path) -> dict[str, Any]:
         size = 0
         for f in sorted(q for q in p.rglob("*") if q.is_file()):
             rel = f.relative_to(p).as_posix()
-            h.update(rel.encode() + b"\0" + _file_digest(f).encode())
+            h.update(rel.encode() + b"\0" + sha256_file(f).encode())
             size += f.stat().st_size
         return {"path": str(p), "size": size, "sha256": h.hexdigest()}
-    return {"path": str(p), "size": p.stat().st_size, "sha256": _file_digest(p)}
+    return {"path": str(p), "size": p.stat().st_size, "sha256": sha256_file(p)}
 
 
 def check_fingerprints(saved: Iterable[dict[str, Any]]) -> None:

@@ -169,15 +169,17 @@ class SOCRecipe(Recipe):
 
 
 # ---- agm steering reward ----------------------------------------------------------------------------------------------
-class _RewardMethod:
-    """RewardRegression plus the frozen base / expert velocities as networks without gradients (checkpointed)."""
+class _WithFrozen:
+    """A trainable method plus frozen networks that sampling needs (base / expert / velocity models): they are
+    listed as networks, so they are checkpointed, but carry no gradient. ``ema_names``: the EMA networks
+    (default: the inner method's)."""
 
-    def __init__(self, inner, base: nn.Module, expert: nn.Module) -> None:
-        self.inner, self.base, self.expert = inner, base, expert
-        self.ema_names = inner.ema_names
+    def __init__(self, inner, frozen: dict[str, nn.Module], ema_names: tuple[str, ...] | None = None) -> None:
+        self.inner, self.frozen = inner, frozen
+        self.ema_names = inner.ema_names if ema_names is None else ema_names
 
     def networks(self) -> dict[str, nn.Module]:
-        return {**self.inner.networks(), "base": self.base, "expert": self.expert}
+        return {**self.inner.networks(), **self.frozen}
 
     def loss(self, batch, step, generator):
         return self.inner.loss(batch, step, generator)
@@ -231,7 +233,7 @@ class RewardRecipe(Recipe):
         base, expert = self._state["base"], self._state["expert"]
         rr = cfg.relative_reward
         inner = RewardRegression(self._reward_net(cfg, meta["data_shape"][0]), self._loss_fn(cfg, base, expert), rr.t_min, rr.t_max)
-        return _RewardMethod(inner, base, expert)
+        return _WithFrozen(inner, {"base": base, "expert": expert})
 
     def sampler_networks(self, cfg: RewardTaskConfig, meta: dict[str, Any]) -> dict[str, nn.Module]:
         dim = meta["data_shape"][0]
@@ -257,18 +259,6 @@ class RewardRecipe(Recipe):
 
 
 # ---- agm steering learn-sampler ------------------------------------------------------------------------------------
-class _SamplerMethod:
-    def __init__(self, inner, velocity: nn.Module) -> None:
-        self.inner, self.velocity = inner, velocity
-        self.ema_names = ()
-
-    def networks(self) -> dict[str, nn.Module]:
-        return {**self.inner.networks(), "velocity": self.velocity}
-
-    def loss(self, batch, step, generator):
-        return self.inner.loss(batch, step, generator)
-
-
 class SamplerRecipe(Recipe):
     name = "steering-learn-sampler"
     config_cls = SamplerTaskConfig
@@ -308,7 +298,7 @@ class SamplerRecipe(Recipe):
                         divergence=p.divergence, pr_lambda=p.pr_lambda, level_weights=p.level_weights,
                         entropy_coef=p.entropy_coef, normalise_advantage=p.normalise_advantage, seed=cfg.seed)
         inner = InverseRLSampler(mdp, self._policy(cfg, mdp), Discriminator(dim), self._state["data"], irl)
-        return _SamplerMethod(inner, self._state["velocity"])
+        return _WithFrozen(inner, {"velocity": self._state["velocity"]}, ema_names=())
 
     def lrs(self, cfg: SamplerTaskConfig) -> dict[str, float]:
         return {"policy": cfg.train.lr, "disc": cfg.policy.disc_lr}
