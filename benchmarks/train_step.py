@@ -1,11 +1,35 @@
-"""CPU training-step speed: drift-only vs AGM, and our bridge-matching step vs torchcfm's ConditionalFlowMatcher.
+"""CPU training-step speed (issue 21, CPU part): AGM vs drift-only, and agm vs torchcfm with the same MLP.
 
-Same TimeMLP (hidden 256, depth 3), batch 256, AdamW, 2-D data; each variant is timed in interleaved
-rounds (A B C A B C ...) and the median steps/s is reported, with ratios computed within this run.
-torchcfm (peer) is installed with `pip install --no-deps torchcfm` if it is missing (see ../shared/peers.md).
+Every variant is one full training step, timed in interleaved rounds (the order rotated each round); the
+JSON keeps every round, the median steps/s and the ratios, both as the ratio of medians and as the median of
+the per-round ratios (robust to the load of a shared machine drifting between rounds).
 
-    python benchmarks/train_step.py [--rounds 7 --steps 100 --threads 2]
-Writes benchmarks/results/train_step.json naming the machine.
+1. AGM / drift-only: the toy config (``--config toy``: TimeMLP 256 x 3, batch 256, sigma 0.5, V_phi at 1.4%),
+   each arm through the library's Trainer (EMA, gradient clipping, NaN guard: the step a user runs).
+     drift_only                the drift-only baseline (method=baseline)
+     agm                       AGM, defaults (V_phi's loss and gradients by hand: AGM.fused_potential)
+     agm_autograd_potential    AGM with V_phi through autograd (AGM.fused_potential = False; the old path)
+     agm_every4                AGM with V_phi trained on every 4th batch (AGM(potential_every=4); an option)
+     drift_only_fused, agm_fused, agm_every4_fused   the same with train.fused_optimizer=true (AdamW fused=True
+                               on the CPU: one operator for all parameters instead of ~9 per parameter)
+2. flow matching (sigma = 0, t ~ U[0, 1]), the same TimeMLP 256 x 3 and the same initial weights:
+     agm_fm                    the Trainer's step, defaults (method=baseline path.sigma=0 path.t_max=1)
+     agm_fm_fused              the same with train.fused_optimizer=true (AdamW fused=True, on the CPU too)
+     torchcfm                  ConditionalFlowMatcher(sigma=0) in the loop of its README (zero_grad, loss,
+                               backward, step) with AdamW(lr=1e-3), no EMA and no clipping
+     torchcfm_fused_adamw      the same loop with AdamW(fused=True): what the optimiser alone is worth
+
+``--quality`` instead trains AGM and AGM with potential_every=k (``--every``) on toy sets with the training and
+evaluation of experiments/agm/toy.py and writes the paired W2/MMD/energy per seed:
+
+    PYTHONPATH=src python benchmarks/train_step.py --quality --every 4 --datasets moons 8gaussians --seeds 3 \\
+        --quality-steps 2000 --out benchmarks/results/train_step_every4_quality.json
+
+torchcfm is installed as in ../shared/peers.md (``pip install --no-deps torchcfm``); without it the peer rows
+are left out. ``--profile`` adds per-variant operator counts and the top self-CPU operators per step.
+
+    PYTHONPATH=src python benchmarks/train_step.py --threads 1 2 --rounds 9 --steps 60 --profile \\
+        --out benchmarks/results/train_step_cpu.json
 """
 from __future__ import annotations
 
@@ -13,142 +37,259 @@ import argparse
 import importlib
 import json
 import os
-import platform
 import statistics
-import subprocess
 import sys
 import time
 from pathlib import Path
 
 import torch
 
-from agm.methods.agm.config import load_config
 from agm.methods.agm import build_method
+from agm.methods.agm.config import load_config
 from agm.nets import TimeMLP
-from agm.objectives import bridge_matching_loss
-from agm.paths import BrownianBridge
-from agm.training.results import write_result  # noqa: E402
+from agm.training.results import machine_info, write_result
+from agm.training.trainer import Trainer
 
 ROOT = Path(__file__).resolve().parents[1]
+FM_OVERRIDES = ["method=baseline", "path.sigma=0", "path.t_min=0", "path.t_max=1"]
 
 
-def ensure_torchcfm() -> str | None:
+def torchcfm_version() -> str | None:
     try:
-        mod = importlib.import_module("torchcfm.conditional_flow_matching")
-    except ImportError:
-        r = subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "torchcfm"], capture_output=True, text=True)
-        if r.returncode != 0:
-            print("torchcfm could not be installed:", r.stderr[-500:])
-            return None
-        importlib.invalidate_caches()
-        try:
-            mod = importlib.import_module("torchcfm.conditional_flow_matching")
-        except ImportError as e:  # a missing dependency of the peer
-            print("torchcfm import failed:", e)
-            return None
+        importlib.import_module("torchcfm.conditional_flow_matching")
+    except ImportError as e:
+        print("torchcfm not available (pip install --no-deps torchcfm, see ../shared/peers.md):", e)
+        return None
     import importlib.metadata as md
 
     return md.version("torchcfm")
 
 
-def time_steps(step_fn, steps: int) -> float:
+def trainer_step(config: str, overrides: list[str], data: torch.Tensor, *, every: int = 1, fused_potential: bool = True,
+                 init: dict | None = None):
+    cfg = load_config(config, overrides + ["train.progress=false", "train.tensorboard=false", "train.threads=0"])
+    m, _ = build_method(cfg, tuple(data.shape[1:]))
+    if every > 1:
+        if not hasattr(m, "potential_every"):
+            return None  # an older agm without the option
+        m.potential_every = every
+    if hasattr(m, "fused_potential"):  # an older agm has only the autograd path
+        m.fused_potential = fused_potential
+    if init is not None:
+        m.drift.load_state_dict(init)
+    tr = Trainer(m, data, cfg.train, seed=0)
+    if hasattr(tr, "_fit_total"):  # a Trainer that tells the method which steps it logs (as inside fit())
+        tr._fit_total = 10**9
+    tr.step = 1000  # past V_phi's warm-up: learned weights
+    return tr.train_step
+
+
+def peer_step(net: TimeMLP, data: torch.Tensor, batch: int, fused: bool):
+    from torchcfm.conditional_flow_matching import ConditionalFlowMatcher
+
+    cfm = ConditionalFlowMatcher(sigma=0.0)
+    opt = torch.optim.AdamW(net.parameters(), lr=1e-3, **({"fused": True} if fused else {}))
+    g = torch.Generator().manual_seed(0)
+
+    def step():
+        x1 = data[torch.randint(len(data), (batch,), generator=g)]
+        x0 = torch.randn_like(x1)
+        opt.zero_grad()
+        t, xt, ut = cfm.sample_location_and_conditional_flow(x0, x1)
+        loss = torch.mean((net(xt, t) - ut) ** 2)
+        loss.backward()
+        opt.step()
+
+    return step
+
+
+def build_variants(args, data: torch.Tensor, cfm_version: str | None) -> dict:
+    v = {
+        "drift_only": trainer_step(args.config, ["method=baseline"], data),
+        "agm": trainer_step(args.config, ["method=agm"], data),
+        "agm_autograd_potential": trainer_step(args.config, ["method=agm"], data, fused_potential=False),
+        "agm_every4": trainer_step(args.config, ["method=agm"], data, every=4),
+    }
+    fused = ["train.fused_optimizer=true"]
+    v["drift_only_fused"] = trainer_step(args.config, ["method=baseline"] + fused, data)
+    v["agm_fused"] = trainer_step(args.config, ["method=agm"] + fused, data)
+    v["agm_every4_fused"] = trainer_step(args.config, ["method=agm"] + fused, data, every=4)
+    torch.manual_seed(1)
+    net = TimeMLP(2, hidden=256, depth=3)
+    init = {k: x.clone() for k, x in net.state_dict().items()}
+    v["agm_fm"] = trainer_step(args.config, FM_OVERRIDES, data, init=init)
+    v["agm_fm_fused"] = trainer_step(args.config, FM_OVERRIDES + fused, data, init=init)
+    if cfm_version:
+        for name, fused in (("torchcfm", False), ("torchcfm_fused_adamw", True)):
+            peer = TimeMLP(2, hidden=256, depth=3)
+            peer.load_state_dict(init)
+            v[name] = peer_step(peer, data, args.batch, fused)
+    return {k: f for k, f in v.items() if f is not None}
+
+
+def rate(fn, steps: int) -> float:
     t0 = time.perf_counter()
     for _ in range(steps):
-        step_fn()
+        fn()
     return steps / (time.perf_counter() - t0)
 
 
-def main() -> int:
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--rounds", type=int, default=7)
-    ap.add_argument("--steps", type=int, default=100)
-    ap.add_argument("--batch", type=int, default=256)
-    ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--out", default=str(ROOT / "benchmarks/results/train_step.json"))
-    args = ap.parse_args()
-    torch.set_num_threads(args.threads)
-    torch.manual_seed(0)
-    data = torch.randn(10_000, 2)
-    g = torch.Generator().manual_seed(0)
+RATIOS = {  # name: (numerator variant, denominator variant) of steps/s; step-time ratios are their inverses
+    "agm_over_drift_only_step_time": ("drift_only", "agm"),
+    "agm_autograd_potential_over_drift_only_step_time": ("drift_only", "agm_autograd_potential"),
+    "agm_every4_over_drift_only_step_time": ("drift_only", "agm_every4"),
+    "agm_fused_over_drift_only_fused_step_time": ("drift_only_fused", "agm_fused"),
+    "agm_every4_fused_over_drift_only_fused_step_time": ("drift_only_fused", "agm_every4_fused"),
+    "agm_fm_over_torchcfm_steps_per_s": ("agm_fm", "torchcfm"),
+    "agm_fm_fused_over_torchcfm_steps_per_s": ("agm_fm_fused", "torchcfm"),
+    "agm_fm_fused_over_torchcfm_fused_adamw_steps_per_s": ("agm_fm_fused", "torchcfm_fused_adamw"),
+}
 
-    def batch():
-        return data[torch.randint(len(data), (args.batch,), generator=g)]
 
-    variants = {}
-    # 1) drift-only vs AGM (default toy config: sigma=0.5, V_phi at 1.4%)
-    for name in ("baseline", "agm"):
-        cfg = load_config("toy", [f"method={name}"])
-        m, _ = build_method(cfg, (2,))
-        opt = torch.optim.AdamW([p for n in m.networks().values() for p in n.parameters()], lr=1e-3)
+def profile(variants: dict, steps: int) -> dict:
+    """Per variant: aten operator calls per step, self CPU ms per step, and the top 8 operators by self time."""
+    from torch.profiler import ProfilerActivity
+    from torch.profiler import profile as tprofile
 
-        def step(m=m, opt=opt):
-            loss, _ = m.loss(batch(), 1000, g)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
+    out = {}
+    for name, fn in variants.items():
+        with tprofile(activities=[ProfilerActivity.CPU]) as p:
+            for _ in range(steps):
+                fn()
+        ev = [e for e in p.key_averages() if e.key.startswith("aten::")]
+        total_self = sum(e.self_cpu_time_total for e in p.key_averages()) / 1e3 / steps
+        top = sorted(p.key_averages(), key=lambda e: -e.self_cpu_time_total)[:8]
+        out[name] = {
+            "aten_calls_per_step": round(sum(e.count for e in ev) / steps, 1),
+            "autograd_nodes_per_step": round(sum(e.count for e in p.key_averages()
+                                                 if e.key.startswith("autograd::engine::evaluate_function")) / steps, 1),
+            "self_cpu_ms_per_step": round(total_self, 3),
+            "top_self_cpu_ms_per_step": {e.key: round(e.self_cpu_time_total / 1e3 / steps, 3) for e in top},
+        }
+    return out
 
-        variants[f"{name}_sigma0.5"] = step
 
-    # 2) flow matching (sigma = 0) step: ours vs torchcfm with the same network, batch and optimiser
-    ours_net = TimeMLP(2, hidden=256, depth=3)
-    ours_opt = torch.optim.AdamW(ours_net.parameters(), lr=1e-3)
-    path = BrownianBridge(0.0)
-
-    def ours_fm():
-        x1 = batch()
-        x0 = torch.randn(x1.shape, generator=g)
-        loss = bridge_matching_loss(ours_net, path, x0, x1, generator=g)[0].mean()
-        ours_opt.zero_grad(set_to_none=True)
-        loss.backward()
-        ours_opt.step()
-
-    variants["agm_bridge_matching_sigma0"] = ours_fm
-    cfm_version = ensure_torchcfm()
-    if cfm_version:
-        from torchcfm.conditional_flow_matching import ConditionalFlowMatcher
-
-        cfm = ConditionalFlowMatcher(sigma=0.0)
-        cfm_net = TimeMLP(2, hidden=256, depth=3)
-        cfm_net.load_state_dict(ours_net.state_dict())
-        cfm_opt = torch.optim.AdamW(cfm_net.parameters(), lr=1e-3)
-
-        def cfm_step():
-            x1 = batch()
-            x0 = torch.randn(x1.shape, generator=g)
-            t, xt, ut = cfm.sample_location_and_conditional_flow(x0, x1)
-            loss = ((cfm_net(xt, t) - ut) ** 2).mean()
-            cfm_opt.zero_grad(set_to_none=True)
-            loss.backward()
-            cfm_opt.step()
-
-        variants["torchcfm_ConditionalFlowMatcher_sigma0"] = cfm_step
-
+def run_threads(args, threads: int, cfm_version: str | None) -> dict:
+    torch.set_num_threads(threads)
+    data = torch.randn(10_000, 2, generator=torch.Generator().manual_seed(0))
+    variants = build_variants(args, data, cfm_version)
+    if args.only:
+        variants = {k: f for k, f in variants.items() if k in args.only}
+    names = list(variants)
     for fn in variants.values():  # warm-up
-        time_steps(fn, 10)
-    rates: dict[str, list[float]] = {k: [] for k in variants}
-    for _ in range(args.rounds):
-        for k, fn in variants.items():
-            rates[k].append(time_steps(fn, args.steps))
+        rate(fn, 10)
+    rates: dict[str, list[float]] = {k: [] for k in names}
+    load = [os.getloadavg()[0]]
+    for r in range(args.rounds):
+        order = names[r % len(names):] + names[:r % len(names)]
+        for k in order:
+            rates[k].append(rate(variants[k], args.steps))
+        load.append(os.getloadavg()[0])
     med = {k: statistics.median(v) for k, v in rates.items()}
-    ratios = {"agm_over_baseline_step_time": med["baseline_sigma0.5"] / med["agm_sigma0.5"]}
-    if cfm_version:
-        ratios["agm_over_torchcfm_step_time"] = med["torchcfm_ConditionalFlowMatcher_sigma0"] / med["agm_bridge_matching_sigma0"]
-    result = {
-        "command": "python " + " ".join(sys.argv),
-        "machine": {"platform": platform.platform(), "processor": platform.processor(), "cpu_count": os.cpu_count(),
-                    "threads": args.threads, "torch": torch.__version__},
-        "settings": {"batch": args.batch, "steps_per_round": args.steps, "rounds": args.rounds, "net": "TimeMLP(2, 256, depth 3)"},
-        "peer": {"torchcfm": cfm_version},
-        "steps_per_second_median": med,
-        "steps_per_second_all": rates,
-        "ratios": ratios,
+    ratios, per_round = {}, {}
+    for rname, (a, b) in RATIOS.items():
+        if a in med and b in med:
+            ratios[rname] = med[a] / med[b]
+            per_round[rname] = statistics.median(x / y for x, y in zip(rates[a], rates[b]))
+    res = {"threads": threads, "steps_per_second_median": med, "ms_per_step_median": {k: 1e3 / v for k, v in med.items()},
+           "ratios_of_medians": ratios, "ratios_median_of_rounds": per_round, "steps_per_second_all": rates,
+           "load_average_1min_per_round": load}
+    if args.profile and threads == args.threads[0]:  # operator counts do not depend on the thread count
+        res["profile"] = profile(variants, args.profile_steps)
+    return res
+
+
+def quality(args) -> int:
+    """AGM vs AGM with V_phi trained on every k-th batch: the same training and evaluation as experiments/agm/toy.py
+    (its run_one: train, then W2/MMD/energy on held-out points), paired per dataset and seed."""
+    import importlib.util
+
+    import agm.methods.agm.run as agm_run
+
+    spec = importlib.util.spec_from_file_location("agm_toy", ROOT / "experiments/agm/toy.py")
+    toy = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(toy)
+    build = agm_run.build_method
+    every = {"k": 1}
+
+    def build_with_every(cfg, shape):  # potential.every is not a config key yet (docs/performance.md)
+        m, ratio = build(cfg, shape)
+        m.potential_every = every["k"]
+        return m, ratio
+
+    agm_run.build_method = build_with_every
+    rows = []
+    for ds in args.datasets:
+        for seed in range(args.seeds):
+            for k in (1, args.every):
+                every["k"] = k
+                r = toy.run_one((ds, seed, f"agm_every{k}", ["method=agm"], args.quality_steps))
+                rows.append(r)
+                print(ds, seed, k, {m: round(r["metrics"][m], 4) for m in ("w2", "mmd", "train_seconds")}, flush=True)
+    summary = {}
+    for ds in args.datasets:
+        get = lambda k, key: [next(r["metrics"][key] for r in rows if r["dataset"] == ds and r["seed"] == s  # noqa: E731
+                                   and r["label"] == f"agm_every{k}") for s in range(args.seeds)]
+        summary[ds] = {key: {"agm": get(1, key), f"agm_every{args.every}": get(args.every, key),
+                             "paired_diff_mean": statistics.mean(b - a for a, b in zip(get(1, key), get(args.every, key)))}
+                       for key in ("w2", "mmd", "energy", "train_seconds")}
+    record = {"command": f"PYTHONPATH={os.environ.get('PYTHONPATH', '')} python " + " ".join(sys.argv),
+              "settings": {"config": "toy", "steps": args.quality_steps, "seeds": args.seeds, "datasets": args.datasets,
+                           "every": args.every, "evaluation": "experiments/agm/toy.py run_one (eval.n_samples=4000)"},
+              "summary": summary, "runs": rows}
+    write_result(args.out, record)
+    print(json.dumps(summary, indent=1))
+    return 0
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--config", default="toy")
+    ap.add_argument("--rounds", type=int, default=9)
+    ap.add_argument("--steps", type=int, default=60, help="steps per variant per round")
+    ap.add_argument("--batch", type=int, default=256, help="the peer's batch (ours: the config's train.batch_size)")
+    ap.add_argument("--threads", type=int, nargs="+", default=[1, 2])
+    ap.add_argument("--only", nargs="+", default=None, help="time only these variants (names as in the docstring)")
+    ap.add_argument("--profile", action="store_true")
+    ap.add_argument("--profile-steps", type=int, default=20)
+    ap.add_argument("--note", default="", help="free text stored in the JSON (e.g. the machine's load)")
+    ap.add_argument("--out", default=None, help="default benchmarks/results/train_step_cpu.json "
+                    "(--quality: benchmarks/results/train_step_every<k>_quality.json)")
+    ap.add_argument("--quality", action="store_true", help="instead of timing: AGM vs potential_every=k on toy sets")
+    ap.add_argument("--every", type=int, default=4)
+    ap.add_argument("--datasets", nargs="+", default=["moons", "8gaussians"])
+    ap.add_argument("--seeds", type=int, default=3)
+    ap.add_argument("--quality-steps", type=int, default=2000)
+    args = ap.parse_args()
+    if args.out is None:
+        name = f"train_step_every{args.every}_quality.json" if args.quality else "train_step_cpu.json"
+        args.out = str(ROOT / "benchmarks/results" / name)
+    if args.quality:
+        return quality(args)
+    cfm_version = torchcfm_version()
+    import importlib.metadata as md
+
+    try:
+        agm_version = md.version("agm")
+    except md.PackageNotFoundError:
+        agm_version = None
+    results = {str(th): run_threads(args, th, cfm_version) for th in args.threads}
+    record = {
+        "command": f"PYTHONPATH={os.environ.get('PYTHONPATH', '')} python " + " ".join(sys.argv),
+        "machine": machine_info() | {"note": args.note},
+        "settings": {"config": args.config, "batch": args.batch, "steps_per_round": args.steps, "rounds": args.rounds,
+                     "net": "TimeMLP(2, hidden=256, depth=3) for both libraries; V_phi: PotentialMLP at 1.4%"},
+        "versions": {"agm": agm_version, "agm_source": str(Path(sys.modules["agm"].__file__).parent),
+                     "torch": torch.__version__, "torchcfm": cfm_version},
+        "results_by_threads": results,
     }
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    write_result(args.out, result)
-    for k, v in med.items():
-        print(f"{k:<42} {v:8.1f} steps/s")
-    for k, v in ratios.items():
-        print(f"{k:<42} {v:8.3f}")
+    write_result(args.out, record)
+    for th, res in results.items():
+        print(f"--- {th} thread(s)")
+        for k, v in res["steps_per_second_median"].items():
+            print(f"{k:<30} {v:8.1f} steps/s  {1e3 / v:6.2f} ms")
+        for k, v in res["ratios_median_of_rounds"].items():
+            print(f"{k:<55} {v:6.3f} (of medians {res['ratios_of_medians'][k]:.3f})")
     return 0
 
 

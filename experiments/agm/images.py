@@ -49,14 +49,21 @@ from agm.training.results import write_result  # noqa: E402
 ARMS = ("agm", "time_weight", "fixed_weight", "agm_path")  # docs/agm.md; 'baseline' is drift-only
 
 
-def run_one(method: str, seed: int, steps: int, out: Path, config: str, extra: list[str]) -> dict:
-    """Train one run into out/<method>_s<seed> and return its timing."""
+def run_one(method: str, seed: int, budgets: list[int], out: Path, config: str, extra: list[str]) -> dict:
+    """Train one run into out/<method>_s<seed> for max(budgets) steps, keeping a checkpoint at every budget (with a
+    constant learning rate the run's state at step K is exactly that of a K-step run), and return its timing."""
+    import math
+
     from agm.methods.agm.config import load_config
     from agm.methods.agm.run import train
 
     torch.set_num_threads(1)
     torch.backends.cudnn.benchmark = True
-    cfg = load_config(config, [f"method={method}", f"seed={seed}", f"train.steps={steps}", f"train.ckpt_every={steps}", *extra])
+    steps, every = max(budgets), math.gcd(*budgets)
+    cfg = load_config(config, [f"method={method}", f"seed={seed}", f"train.steps={steps}", f"train.ckpt_every={every}",
+                               f"train.keep_checkpoints={steps // every + 1}", *extra])
+    if len(budgets) > 1 and (cfg.train.schedule != "constant"):
+        raise SystemExit("several --budgets need train.schedule=constant (a K-step run must equal the first K steps)")
     run_dir = out / f"{method}_s{seed}"
     t0 = time.perf_counter()
     info = train(cfg, run_dir)
@@ -98,12 +105,52 @@ def feature_classifier(size: int, steps: int, path: Path | None) -> tuple[torch.
     return net, acc, info
 
 
+def sample_images(drift, cfg, shape, n: int, sample_steps: int, dev: str) -> torch.Tensor:
+    """n images from a drift: Euler-Maruyama (CUDA graph + bf16 on a GPU), fixed noise seed, clamped to [-1, 1]."""
+    from agm.samplers.cuda_graph import GraphEulerMaruyama
+
+    sigma = cfg.path.sigma if cfg.sample.sigma is None else cfg.sample.sigma
+    sampler = GraphEulerMaruyama(sample_steps, cuda_graph=dev == "cuda", amp="bf16" if dev == "cuda" else "none")
+    g = torch.Generator(dev).manual_seed(1234)
+    xs = []
+    for i in range(0, n, 1000):
+        x0 = torch.randn((min(1000, n - i), *shape), generator=g, device=dev)
+        xs.append(sampler.sample(drift, x0, sigma, generator=g).clamp(-1, 1))
+    return torch.cat(xs)
+
+
+def evaluate_one(run_dir: Path, budgets: list[int], n: int, sample_steps: int, classifier_path: Path,
+                 grid_prefix: Path | None) -> dict:
+    """FD_digits and PRDC of one run's EMA drift at every budget (called in the training worker, so that evaluation
+    runs in parallel with the other workers)."""
+    from agm.data.images import digits_dataset, load_image_data, save_image_grid
+    from agm.metrics.frechet import feature_metrics
+    from agm.methods.agm.run import load_run_config, load_sampler_drift
+
+    dev = "cuda" if torch.cuda.is_available() else "cpu"
+    clf = feature_classifier(load_run_config(run_dir).data.image_size, 0, classifier_path)[0].to(dev)
+    full = None
+    res = {}
+    for k in budgets:
+        drift, cfg, shape = load_sampler_drift(run_dir, dev, step=k)
+        if full is None:
+            full = digits_dataset(cfg.data.image_size)[0]
+            _, test = load_image_data(cfg.data, seed=cfg.seed)
+        t0 = time.perf_counter()
+        x = sample_images(drift, cfg, shape, n, sample_steps, dev)
+        res[k] = {"sample_s": round(time.perf_counter() - t0, 2), "vs_all_digits": feature_metrics(clf, x, full, k=5),
+                  "vs_test_split": feature_metrics(clf, x, test, k=5), "n_test_split": int(test.shape[0])}
+        if grid_prefix is not None:
+            save_image_grid(x[:64], grid_prefix.parent / f"{grid_prefix.name}_{run_dir.name}_k{k}.png", nrow=8, upscale=2)
+        print(f"[eval] {run_dir.name} @ {k}: FD_digits {res[k]['vs_all_digits']['fd']:.3f}", flush=True)
+    return res
+
+
 def evaluate(out: Path, runs: list[dict], n: int, sample_steps: int, classifier_steps: int, grid_prefix: Path,
              classifier_path: Path | None = None) -> dict:
     from agm.data.images import digits_dataset, load_image_data, save_image_grid
     from agm.metrics.frechet import feature_metrics
     from agm.methods.agm.run import load_run_config, load_sampler_drift
-    from agm.samplers.cuda_graph import GraphEulerMaruyama
 
     dev = "cuda" if torch.cuda.is_available() else "cpu"
     cfg0 = load_run_config(out / f"{runs[0]['method']}_s{runs[0]['seed']}")
@@ -117,14 +164,8 @@ def evaluate(out: Path, runs: list[dict], n: int, sample_steps: int, classifier_
         run_dir = out / f"{r['method']}_s{r['seed']}"
         drift, cfg, shape = load_sampler_drift(run_dir, dev)
         _, test = load_image_data(cfg.data, seed=cfg.seed)
-        sigma = cfg.path.sigma if cfg.sample.sigma is None else cfg.sample.sigma
-        sampler = GraphEulerMaruyama(sample_steps, cuda_graph=dev == "cuda", amp="bf16" if dev == "cuda" else "none")
-        g = torch.Generator(dev).manual_seed(1234)
-        xs, t0 = [], time.perf_counter()
-        for i in range(0, n, 500):
-            x0 = torch.randn((min(500, n - i), *shape), generator=g, device=dev)
-            xs.append(sampler.sample(drift, x0, sigma, generator=g).clamp(-1, 1))
-        x = torch.cat(xs)
+        t0 = time.perf_counter()
+        x = sample_images(drift, cfg, shape, n, sample_steps, dev)
         r["sample_s"] = round(time.perf_counter() - t0, 2)
         r["vs_all_digits"] = feature_metrics(clf, x, full, k=5)
         r["vs_test_split"] = feature_metrics(clf, x, test, k=5)
@@ -236,9 +277,54 @@ def real_floor(size: int, classifier_steps: int, classifier_path: Path | None, o
     print(json.dumps(result["half_vs_other_half"]))
 
 
+def load_config_size(args) -> int:
+    from agm.methods.agm.config import load_config
+
+    return load_config(args.config, args.override).data.image_size
+
+
+def write_budgets(args, runs, budgets, out, train_wall, t_all, skipped) -> None:
+    """One result JSON per budget (the format --merge pools), from the workers' in-process evaluations."""
+    from agm.methods.agm.config import load_config
+
+    clf_info = feature_classifier(load_config_size(args), args.classifier_steps, args.classifier)[2]
+    for k in budgets:
+        per = []
+        for r in runs:
+            rec = {key: v for key, v in r.items() if key != "at_budget"}
+            rec.update(r["at_budget"][str(k)])
+            per.append(rec)
+        cfg = load_config(args.config, [f"train.steps={k}", *args.override])
+        result = {
+            "command": " ".join(["python3"] + sys.argv), "budget_steps": k, "budgets": budgets,
+            "claim": "AGM paper: FID 28.53 (drift-only) -> 25.47 (AGM) on CelebA-HQ 64x64",
+            "data": f"scikit-learn digits (1797 images) upsampled to {cfg.data.image_size}x{cfg.data.image_size}; TINY, not CelebA-HQ",
+            "metric_note": "FD_digits is a Frechet distance in the features of agm's digits classifier; NOT comparable to FID",
+            "seeds": sorted({r["seed"] for r in runs}), "steps": k, "config": cfg.to_dict(),
+            "parallel_runs_on_one_gpu": args.parallel, "n_samples": args.n_samples, "sample_steps": args.sample_steps,
+            "classifier": clf_info, "classifier_heldout_accuracy": clf_info["heldout_accuracy"],
+            "not_run_before_deadline": [list(j) for j in skipped], "runs": per, "summary": summarise(per),
+            "train_phase_wall_s": round(train_wall, 1), "total_wall_s": round(time.perf_counter() - t_all, 1),
+            "machine": {"platform": platform.platform(), "cpu_count": os.cpu_count(), "torch": torch.__version__,
+                        "device": torch.cuda.get_device_name() if torch.cuda.is_available() else "cpu"},
+        }
+        path = out.with_name(f"{out.stem}_{k}steps.json")
+        write_result(path, json.loads(json.dumps(result, default=str)))
+        s = result["summary"]["vs_all_digits"]
+        for m in arms_of(per):
+            d = s.get(f"fd_diff_{m}_minus_baseline")
+            print(f"[{k} steps] {m:12s} FD {s[m]['fd']['mean']:.4f}" + (f"  diff vs drift-only {d['mean']:+.4f} ci {d['ci95']}" if d else ""))
+        print("wrote", path)
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description="drift-only vs AGM on 32x32 digits with an FID proxy")
     p.add_argument("--steps", type=int, default=4000, help="training steps per run (equal for both methods)")
+    p.add_argument("--budgets", type=int, nargs="+", default=None,
+                   help="evaluate every run at each of these step counts (one run trained to the largest, checkpoints kept "
+                        "at each; needs a constant lr); writes one result JSON per budget, <out stem>_<K>steps.json")
+    p.add_argument("--deadline-s", type=float, default=None,
+                   help="start no new training job after this many seconds; only seeds with every arm done are reported")
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1], help="seeds (paired across methods)")
     p.add_argument("--parallel", type=int, default=4, help="runs trained concurrently (processes sharing the GPU)")
     p.add_argument("--config", default="images_digits_gpu", help="built-in config name or YAML path")
@@ -257,6 +343,9 @@ def main() -> None:
                    help="combine result JSONs of separate invocations (same classifier weights) into --out, then exit")
     p.add_argument("--floor", action="store_true",
                    help="only compute FD_digits/PRDC between two halves of the real digits (written to --out), then exit")
+    p.add_argument("--from-runs", type=Path, default=None, metavar="JSONL",
+                   help="write the per-budget result JSONs from the <out>_runs.jsonl that --budgets workers append to "
+                        "(e.g. after a stopped study); only seeds with every --arms run are summarised")
     p.add_argument("--worker", nargs=2, metavar=("METHOD", "SEED"), help=argparse.SUPPRESS)
     args = p.parse_args()
     if args.quick and not args.worker:
@@ -274,21 +363,48 @@ def main() -> None:
         merge(args.merge, Path(args.out))
         return
     work = Path(args.work)
+    budgets = sorted(set(args.budgets)) if args.budgets else [args.steps]
     if args.worker:
-        r = run_one(args.worker[0], int(args.worker[1]), args.steps, work, args.config, args.override)
+        r = run_one(args.worker[0], int(args.worker[1]), budgets, work, args.config, args.override)
+        if args.budgets:
+            ev = evaluate_one(work / f"{args.worker[0]}_s{args.worker[1]}", budgets, args.n_samples, args.sample_steps,
+                              args.classifier, Path(args.out).with_suffix("") if int(args.worker[1]) == 0 else None)
+            r["at_budget"] = {str(k): v for k, v in ev.items()}
+            out = Path(args.out)
+            with open(out.with_name(f"{out.stem}_runs.jsonl"), "a") as f:  # survives a stopped study (see --from-runs)
+                f.write(json.dumps(r) + "\n")
         (work / f"{args.worker[0]}_s{args.worker[1]}.timing.json").write_text(json.dumps(r))
         return
+    if args.from_runs:
+        runs = [json.loads(x) for x in args.from_runs.read_text().splitlines() if x.strip()]
+        seeds = sorted({r["seed"] for r in runs})
+        complete = [s for s in seeds if all(any(r["method"] == m and r["seed"] == s for r in runs) for m in args.arms)]
+        runs = [r for r in runs if r["seed"] in complete and r["method"] in args.arms]
+        write_budgets(args, runs, budgets, Path(args.out), float("nan"), time.perf_counter(),
+                      [[m, s] for s in seeds if s not in complete for m in args.arms])
+        return
+    if args.budgets:
+        if args.classifier is None:
+            raise SystemExit("--budgets evaluates inside the workers: pass --classifier (a saved or to-be-saved file)")
+        feature_classifier(load_config_size(args), args.classifier_steps, args.classifier)  # train + save once, here
     t_all = time.perf_counter()
     work.mkdir(parents=True, exist_ok=True)
     jobs = [(m, s) for s in args.seeds for m in args.arms]
     env = dict(os.environ, PYTHONPATH=str(ROOT / "src") + os.pathsep + os.environ.get("PYTHONPATH", ""), OMP_NUM_THREADS="1")
     procs: list[subprocess.Popen] = []
     pending = list(jobs)
+    skipped: list[tuple[str, int]] = []
     while pending or procs:
         while pending and len(procs) < args.parallel:
             m, s = pending.pop(0)
+            if args.deadline_s is not None and time.perf_counter() - t_all > args.deadline_s:
+                skipped.append((m, s))
+                continue
             cmd = [sys.executable, __file__, "--worker", m, str(s), "--steps", str(args.steps), "--config", args.config,
-                   "--work", str(work), "--override", *args.override]
+                   "--work", str(work), "--n-samples", str(args.n_samples), "--sample-steps", str(args.sample_steps),
+                   "--out", args.out, "--override", *args.override]
+            if args.budgets:
+                cmd += ["--budgets", *map(str, args.budgets), "--classifier", str(args.classifier)]
             log = open(work / f"{m}_s{s}.log", "w")
             procs.append(subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT))
         time.sleep(1)
@@ -300,8 +416,13 @@ def main() -> None:
                         print(f.name, f.read_text()[-3000:])
                     raise SystemExit(f"a training worker failed (rc={pr.returncode})")
     train_wall = time.perf_counter() - t_all
+    done_seeds = [s for s in args.seeds if all((m, s) not in skipped for m in args.arms)]
+    jobs = [(m, s) for m, s in jobs if s in done_seeds]
     runs = [json.loads((work / f"{m}_s{s}.timing.json").read_text()) for m, s in jobs]
     out = Path(args.out)
+    if args.budgets:
+        write_budgets(args, runs, budgets, out, train_wall, t_all, skipped)
+        return
     ev = evaluate(work, runs, args.n_samples, args.sample_steps, args.classifier_steps, out.with_suffix(""), args.classifier)
     from agm.methods.agm.config import load_config
 

@@ -132,6 +132,34 @@ def summarise(rows: list[dict], datasets: list[str], seeds: list[int], labels: l
     return out
 
 
+def run_jobs(jobs: list, workers: int, runs_jsonl: str | None) -> list[dict]:
+    """Run every job (in worker processes); with runs_jsonl, reuse finished runs recorded there and append new ones."""
+    import json
+    from concurrent.futures import as_completed
+
+    def key(ds, seed, label, overrides, steps):
+        return json.dumps([ds, seed, label, overrides, steps, COMMON, NFE])
+
+    done: dict[str, dict] = {}
+    if runs_jsonl and Path(runs_jsonl).exists():
+        for line in Path(runs_jsonl).read_text().splitlines():
+            if line.strip():
+                rec = json.loads(line)
+                done[rec["key"]] = rec["row"]
+    todo = [j for j in jobs if key(*j) not in done]
+    print(f"{len(jobs) - len(todo)} runs reused from {runs_jsonl}, {len(todo)} to run", flush=True)
+    with ProcessPoolExecutor(workers, initializer=_set_common, initargs=(COMMON, NFE)) as pool:
+        futures = {pool.submit(run_one, j): j for j in todo}
+        for fut in as_completed(futures):
+            j = futures[fut]
+            done[key(*j)] = row = fut.result()
+            if runs_jsonl:
+                with open(runs_jsonl, "a") as f:
+                    f.write(json.dumps({"key": key(*j), "row": row}) + "\n")
+            print(f"done {j[0]} seed {j[1]} {j[2]}: w2 {row['metrics']['w2']:.4f}", flush=True)
+    return [done[key(*j)] for j in jobs]
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--seeds", type=int, default=5)
@@ -147,6 +175,9 @@ def main() -> int:
                     help="methods compared (baseline first): baseline agm time_weight fixed_weight agm_path (docs/agm.md)")
     ap.add_argument("--nfe", nargs="+", type=int, default=[], help="also evaluate at these sampler step counts, e.g. 5 10 20 100")
     ap.add_argument("--out", default=str(ROOT / "experiments/results/agm_toy.json"))
+    ap.add_argument("--runs-jsonl", default=None,
+                    help="append every finished run here and reuse the runs already there (same dataset, seed, arm, steps, "
+                         "overrides, NFE): a long study survives being stopped and continues where it was")
     args = ap.parse_args()
     COMMON.extend(args.common)
     NFE.extend(args.nfe)
@@ -157,12 +188,11 @@ def main() -> int:
         abl_datasets = []
     if args.quick:
         datasets, seeds, steps, abl_datasets, abl_seeds = datasets[:2], [0, 1], 200, ["moons"], [0, 1]
-    jobs = [(ds, s, arm, [f"method={arm}"], steps) for arm in arms for ds, s in itertools.product(datasets, seeds)]
+    jobs = [(ds, s, arm, [f"method={arm}"], steps) for s, ds in itertools.product(seeds, datasets) for arm in arms]
     abl_jobs = [(ds, s, lab, ["method=agm", *ov], steps) for lab, ov in ABLATIONS.items() if lab != "default(nll,down,batch)"
                 for ds, s in itertools.product(abl_datasets, abl_seeds)]
     t0 = time.perf_counter()
-    with ProcessPoolExecutor(args.workers, initializer=_set_common, initargs=(COMMON, NFE)) as pool:
-        rows = list(pool.map(run_one, jobs + abl_jobs))
+    rows = run_jobs(jobs + abl_jobs, args.workers, args.runs_jsonl)
     for r in rows:
         if r["label"] == "agm":
             r2 = dict(r, label="default(nll,down,batch)")

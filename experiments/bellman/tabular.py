@@ -12,20 +12,22 @@ stand-ins, or a path to a local CSV of a UCI set:
 Features only (the target/label column of the sklearn sets is dropped). Each set is split 80/20 per seed,
 standardised with the training split's mean and std; both models see the same split.
 
-Bellman Diffusion: f, g MLPs (128x3), sliced kernel (Eqs. 10-11) with eps = 0.05, Hutchinson trace, Adam;
-samples by the Bellman Diffusion Dynamics from N(0, I), 2000 steps, eta = 0.05 / max f, with ||g|| clipped at twice
-its largest value on the training data (sampler option drift_clip; without it the particles diverge here: the
-fraction that stays finite is recorded as bd_noclip_finite_fraction).
+Bellman Diffusion: trained and sampled through the library (agm.methods.bellman.run.fit_fields / sample_fields) with
+one of the named configurations in BD_CONFIGS (overrides of `agm bellman train` keys; default "sliced_noise", the
+setting chosen in docs/bellman.md); MLPs 128x3; the Bellman Diffusion Dynamics from x0 ~ N(0, I) or from the rows'
+Gaussian (sample.init=data_gaussian), 2000 steps, eta = 0.05 / max f; the "_clip" samplers bound ||g|| by twice its
+largest value on the training rows (sampler option drift_clip).
 DDPM: agm's VP path (agm.paths.vp) with an eps-prediction TimeMLP (128x3), the reverse SDE integrated with
 agm's Euler-Maruyama sampler, 500 steps. Same number of Adam steps and batch size for both.
 Metrics (agm.metrics, standardised units, against the held-out 20%): exact W2 (POT) and unbiased squared MMD
 (median-heuristic multi-bandwidth RBF); and the same metrics for a second disjoint draw of training points
 (the "data floor": what a perfect sampler of the training distribution would score on this test split).
 
-    python experiments/bellman/tabular.py            # full run (3 seeds, ~4 min here)
+    python experiments/bellman/tabular.py --steps 2000 --jobs 3 --bd sliced_noise --samplers normal data_gaussian
     python experiments/bellman/tabular.py --quick    # smoke (< 1 min)
     python experiments/bellman/tabular.py --data wine /path/winequality-red.csv
-Writes experiments/results/bellman_tabular.json and bellman_tabular.png.
+Writes experiments/results/bellman_tabular_v2.json and .png (rewritten after every finished job; "complete" says
+whether every job ran). The former experiments/results/bellman_tabular.json came from this script at commit dc082c1.
 """
 from __future__ import annotations
 
@@ -128,12 +130,32 @@ def train_ddpm(x: torch.Tensor, steps: int, batch_size: int, lr: float, seed: in
     return method.path, trainer.ema["net"].model
 
 
-def run(name: str, seed: int, steps: int, n_eval_max: int, sample_steps: int, eps: float) -> dict:
-    from agm.metrics import mmd, wasserstein2
-    from agm.methods.bellman.fields import FieldMatching, train_fields
-    from agm.methods.bellman.dynamics import BellmanDynamics
-    from agm.samplers.euler_maruyama import EulerMaruyama
+# Bellman Diffusion configurations: overrides of `agm bellman train` keys (docs/bellman.md); each is trained once per
+# set and seed and sampled four ways (x0 ~ N(0, I) or N(mean, cov) of the training rows; drift unclipped or clipped)
+BD_CONFIGS = {
+    # the former tabular setting: the paper's sliced kernel (Eqs. 10-11) at a fixed eps
+    "sliced_eps0.05": ["field.kernel=sliced", "field.eps=0.05"],
+    # the full kernel (Eq. 8) with Silverman's eps for the batch and dimension, outputs scaled to O(1)
+    "full_silverman": ["field.kernel=full", "field.eps_rule=silverman", "field.scale=kernel"],
+    # + eps-conditioned fields at 1, 4, 16 x eps, annealed sampler (every level targets p; only the mobility changes)
+    "full_silverman_annealed": ["field.kernel=full", "field.eps_rule=silverman", "field.scale=kernel", "field.eps_levels=[1,4,16]"],
+    # + the larger levels trained on noised rows (p * N(0, eps_l - eps_1)): annealing through smoothed densities
+    "full_silverman_noise_annealed": ["field.kernel=full", "field.eps_rule=silverman", "field.scale=kernel",
+                                      "field.eps_levels=[1,4,16,64]", "field.level_noise=data"],
+    "sliced_silverman_noise_annealed": ["field.kernel=sliced", "field.eps_rule=silverman", "field.scale=kernel",
+                                        "field.eps_levels=[1,4,16,64]", "field.level_noise=data"],
+    # the tabular setting chosen on wine (docs/bellman.md): sliced kernel, eps 0.3, rows perturbed by N(0, eps I) every step
+    # (the fields learn p * N_eps and are trained off the rows), exact divergence
+    "sliced_noise": ["field.kernel=sliced", "field.eps=0.3", "field.level_noise=data", "field.scale=kernel", "field.trace=exact"],
+    "sliced_noise_hutchinson": ["field.kernel=sliced", "field.eps=0.3", "field.level_noise=data", "field.scale=kernel"],
+    "sliced_clean_exact": ["field.kernel=sliced", "field.eps=0.3", "field.scale=kernel", "field.trace=exact"],
+    "full_silverman_noise": ["field.kernel=full", "field.eps_rule=silverman", "field.level_noise=data", "field.scale=kernel",
+                             "field.trace=exact"],
+}
+SAMPLERS = ("normal", "normal_clip", "data_gaussian", "data_gaussian_clip")
 
+
+def split(name: str, seed: int):
     x_all, desc = load_tabular(name)
     rng = np.random.default_rng(seed)
     perm = rng.permutation(len(x_all))
@@ -141,53 +163,85 @@ def run(name: str, seed: int, steps: int, n_eval_max: int, sample_steps: int, ep
     te, tr = x_all[perm[:n_test]], x_all[perm[n_test:]]
     mu, sd = tr.mean(0), tr.std(0)
     sd[sd == 0] = 1.0
-    xtr = torch.tensor((tr - mu) / sd, dtype=torch.float32)
-    xte = torch.tensor((te - mu) / sd, dtype=torch.float32)
-    n = min(n_test, n_eval_max)
-    xte = xte[:n]
-    out = {"set": name, "source": desc, "seed": seed, "n_train": len(tr), "n_test": n, "dim": int(xtr.shape[1])}
-    gen = torch.Generator().manual_seed(seed)
-    # Bellman Diffusion
+    return torch.tensor((tr - mu) / sd, dtype=torch.float32), torch.tensor((te - mu) / sd, dtype=torch.float32), desc
+
+
+def scores(xs: torch.Tensor, xte: torch.Tensor, seed: int) -> dict:
+    from agm.metrics import mmd, wasserstein2
+
+    ok = torch.isfinite(xs).all(1)
+    out = {"finite_fraction": float(ok.float().mean())}
+    xs = xs[ok]
+    if xs.shape[0] >= 2:
+        out.update({"w2": wasserstein2(xs, xte, max_samples=None), "mmd": mmd(xs, xte, max_samples=None, seed=seed)})
+    return out
+
+
+def run_bd(name: str, seed: int, config: str, steps: int, batch: int, lr: float, n_eval_max: int, sample_steps: int,
+           samplers: tuple = SAMPLERS) -> dict:
+    """One Bellman Diffusion configuration on one set and seed, through the library (fit_fields, sample_fields)."""
+    from agm.methods.bellman.run import base_eps, fit_fields, initial_points, load_config, sample_fields
+
+    torch.set_num_threads(1)
+    xtr, xte, _ = split(name, seed)
+    xte = xte[:n_eval_max]
+    n = xte.shape[0]
+    cfg = load_config(None, [*BD_CONFIGS[config], f"train.steps={steps}", f"train.batch_size={batch}", f"train.lr={lr}", f"seed={seed}",
+                             f"sample.steps={sample_steps}"])
     t0 = time.time()
-    f_net, g_net, _ = train_fields(xtr, FieldMatching(eps=eps), steps=steps, batch_size=256, lr=1e-3, seed=seed)  # Trainer
-    x0 = torch.randn(n, xtr.shape[1], generator=gen)
-    # unclipped dynamics (the paper's Eq. 13 as is): record how many particles stay finite
-    bd0 = BellmanDynamics(steps=sample_steps, rel_step=0.05)
-    xs0 = bd0.sample(lambda z: g_net(z), x0, lambda z: f_net(z), generator=gen)
-    out["bd_noclip_finite_fraction"] = float(torch.isfinite(xs0).all(1).float().mean())
-    # reported sampler: ||g|| clipped at twice its largest value on the training data (drift_clip option)
+    nets, meta, _ = fit_fields(cfg, xtr)
+    out = {"set": name, "seed": seed, "model": f"bd:{config}", "eps": base_eps(cfg, meta), "train_s": time.time() - t0, "samplers": {}}
     with torch.no_grad():
-        gclip = 2.0 * float(g_net(xtr).norm(dim=1).max())
-    bd = BellmanDynamics(steps=sample_steps, rel_step=0.05, drift_clip=gclip)
-    xs_bd = bd.sample(lambda z: g_net(z), x0, lambda z: f_net(z), generator=gen)
-    out["bd_s"] = time.time() - t0
-    out["bd_sampler"] = {**bd.last_stats, "drift_clip": gclip}
-    # DDPM
+        g_on_data = nets["g"](xtr, out["eps"]) if cfg.field.eps_levels else nets["g"](xtr)
+        gclip = 2.0 * float(g_on_data.norm(dim=1).max())
+    out["drift_clip"] = gclip
+    for sname in samplers:
+        cfg.sample.init = "data_gaussian" if sname.startswith("data_gaussian") else "normal"
+        gen = torch.Generator().manual_seed(seed + 7)
+        x0 = initial_points(cfg, meta, n, generator=gen)
+        t0 = time.time()
+        xs = sample_fields(nets, cfg, meta, x0, generator=gen, drift_clip=gclip if sname.endswith("clip") else None)
+        out["samplers"][sname] = {**scores(xs, xte, seed), "sample_s": time.time() - t0}
+    return out
+
+
+def run_ddpm(name: str, seed: int, steps: int, batch: int, lr: float, n_eval_max: int) -> dict:
+    from agm.samplers.euler_maruyama import EulerMaruyama
+
+    torch.set_num_threads(1)
+    xtr, xte, _ = split(name, seed)
+    xte = xte[:n_eval_max]
+    n = xte.shape[0]
+    gen = torch.Generator().manual_seed(seed + 7)
     t0 = time.time()
-    path, net = train_ddpm(xtr, steps, 256, 1e-3, seed)
+    path, net = train_ddpm(xtr, steps, batch, lr, seed)
     drift, diff = path.reverse_sde(net)
     with torch.no_grad():
-        xs_dd = EulerMaruyama(steps=500).sample(drift, torch.randn(n, xtr.shape[1], generator=gen), diff, generator=gen)
-    out["ddpm_s"] = time.time() - t0
-    # data floor: n other training points
-    floor = xtr[torch.randperm(len(xtr), generator=gen)[:n]]
-    for tag, xs in (("bellman", xs_bd), ("ddpm", xs_dd), ("data_floor", floor)):
-        ok = torch.isfinite(xs).all(1)
-        xs = xs[ok]
-        out[tag] = {"finite_fraction": float(ok.float().mean())}
-        if xs.shape[0] >= 2:
-            out[tag].update({"w2": wasserstein2(xs, xte, max_samples=None), "mmd": mmd(xs, xte, max_samples=None, seed=seed)})
+        xs = EulerMaruyama(steps=500).sample(drift, torch.randn(n, xtr.shape[1], generator=gen), diff, generator=gen)
+    out = {"set": name, "seed": seed, "model": "ddpm", "train_s": time.time() - t0, "samplers": {"reverse_sde": scores(xs, xte, seed)}}
+    floor = xtr[torch.randperm(len(xtr), generator=gen)[:n]]  # data floor: n other training points
+    out["floor"] = scores(floor, xte, seed)
     return out
+
+
+def _job(args):
+    kind, kw = args
+    return run_ddpm(**kw) if kind == "ddpm" else run_bd(**kw)
 
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="smoke mode: 1 seed, 1 set, 100 fit steps (< 1 min)")
     ap.add_argument("--seeds", type=int, default=3, help="number of seeds (default 3)")
-    ap.add_argument("--steps", type=int, default=600, help="Adam steps for each model (default 600)")
-    ap.add_argument("--eps", type=float, default=0.05, help="Bellman Diffusion kernel variance epsilon (default 0.05)")
+    ap.add_argument("--steps", type=int, default=2000, help="Adam steps for each model (default 2000)")
+    ap.add_argument("--batch", type=int, default=256, help="batch size of both models (capped at the training rows; default 256)")
+    ap.add_argument("--lr", type=float, default=1e-3)
+    ap.add_argument("--samplers", nargs="+", default=list(SAMPLERS), choices=list(SAMPLERS))
+    ap.add_argument("--no-ddpm", action="store_true", help="Bellman Diffusion only (ablations)")
+    ap.add_argument("--bd", nargs="+", default=["sliced_noise"], choices=list(BD_CONFIGS), help="Bellman Diffusion configurations")
     ap.add_argument("--data", nargs="+", default=list(BUILTIN), help=f"built-in names {list(BUILTIN)} or local CSV paths")
-    ap.add_argument("--out", default=str(ROOT / "experiments" / "results" / "bellman_tabular.json"), help="results JSON path")
+    ap.add_argument("--jobs", type=int, default=1, help="parallel worker processes (1 thread each)")
+    ap.add_argument("--out", default=str(ROOT / "experiments" / "results" / "bellman_tabular_v2.json"), help="results JSON path")
     args = ap.parse_args(argv)
     torch.set_num_threads(1)
     seeds = [0] if args.quick else list(range(args.seeds))
@@ -195,39 +249,73 @@ def main(argv=None) -> int:
     steps = 100 if args.quick else args.steps
     sample_steps = 200 if args.quick else 2000
     out_path = Path(args.out)
-    out_path.parent.mkdir(parents=True, exist_ok=True)
     results = {"command": " ".join(["python", "experiments/bellman/tabular.py", *(argv if argv is not None else sys.argv[1:])]),
-               "settings": {"fit_steps": steps, "batch_size": 256, "lr": 1e-3, "eps": args.eps, "bd_sample_steps": sample_steps,
-                            "ddpm_sample_steps": 500, "n_eval_max": 1000},
+               "settings": {"fit_steps": steps, "batch_size": args.batch, "lr": args.lr, "bd_sample_steps": sample_steps,
+                            "ddpm_sample_steps": 500, "n_eval_max": 1000, "bd_configs": {k: BD_CONFIGS[k] for k in args.bd},
+                            "samplers": list(args.samplers)},
                "runs": []}
+    jobs = []
+    for seed in seeds:  # seed-major: a partial run (the JSON is rewritten after every job) covers every set first
+        for name in sets:
+            if not args.no_ddpm:
+                jobs.append(("ddpm", dict(name=name, seed=seed, steps=steps, batch=args.batch, lr=args.lr, n_eval_max=1000)))
+            for c in args.bd:
+                jobs.append(("bd", dict(name=name, seed=seed, config=c, steps=steps, batch=args.batch, lr=args.lr, n_eval_max=1000,
+                                        sample_steps=sample_steps, samplers=tuple(args.samplers))))
     t0 = time.time()
-    for name in sets:
-        for seed in seeds:
-            r = run(name, seed, steps, 1000, sample_steps, args.eps)
-            results["runs"].append(r)
-            print(name, seed, {k: r[k] for k in ("bellman", "ddpm", "data_floor")}, f"bd {r['bd_s']:.0f}s ddpm {r['ddpm_s']:.0f}s", flush=True)
-    table = {}
-    for name in sets:
-        rs = [r for r in results["runs"] if r["set"] == name]
-        row = {"dim": rs[0]["dim"], "n_train": rs[0]["n_train"], "n_test": rs[0]["n_test"]}
-        for tag in ("bellman", "ddpm", "data_floor"):
-            for k in ("w2", "mmd"):
-                v = [r[tag][k] for r in rs if k in r[tag]]
-                row[f"{tag}_{k}"] = [float(np.mean(v)), float(np.std(v))] if v else [float("nan"), float("nan")]
-        row["bd_noclip_finite_fraction"] = float(np.mean([r["bd_noclip_finite_fraction"] for r in rs]))
-        inf = float("inf")
-        row["bd_wins_w2"] = f"{sum(r['bellman'].get('w2', inf) < r['ddpm'].get('w2', inf) for r in rs)}/{len(rs)}"
-        row["bd_wins_mmd"] = f"{sum(r['bellman'].get('mmd', inf) < r['ddpm'].get('mmd', inf) for r in rs)}/{len(rs)}"
-        table[name] = row
-    results["table_mean_std_over_seeds"] = table
-    results["wall_s"] = time.time() - t0
     from agm.training.results import write_result
 
-    write_result(out_path, results)
-    plot(table, out_path.with_suffix(".png"))
-    print(json.dumps(table, indent=1))
+    def record(r: dict) -> None:
+        results["runs"].append(r)
+        print(r["set"], r["seed"], r["model"], {k: (round(v.get("w2", float("nan")), 3), round(v.get("mmd", float("nan")), 4))
+                                                 for k, v in r["samplers"].items()}, f"{r['train_s']:.0f}s", flush=True)
+        results["table_mean_std_over_seeds"] = summarise(results["runs"], sets)
+        results["wall_s"] = time.time() - t0
+        results["complete"] = len(results["runs"]) == len(jobs)
+        write_result(out_path, results)  # after every job, so that a stopped run keeps what it measured
+
+    if args.jobs > 1:
+        import multiprocessing as mp
+
+        with mp.get_context("spawn").Pool(args.jobs) as pool:
+            for r in pool.imap_unordered(_job, jobs):
+                record(r)
+    else:
+        for j in jobs:
+            record(_job(j))
+    plot(results["table_mean_std_over_seeds"], out_path.with_suffix(".png"))
+    print(json.dumps(results["table_mean_std_over_seeds"], indent=1))
     print(f"wrote {out_path} in {results['wall_s']:.0f}s")
     return 0
+
+
+def summarise(runs: list[dict], sets: list[str]) -> dict:
+    """{set: {model/sampler: {w2: [mean, sd], mmd: [mean, sd], finite: mean, ratio_w2/ratio_mmd: mean of per-seed ratios to DDPM}}}."""
+    table = {}
+    for name in sets:
+        rs = [r for r in runs if r["set"] == name]
+        ddpm = {r["seed"]: r["samplers"]["reverse_sde"] for r in rs if r["model"] == "ddpm"}
+        row = {}
+        for r in rs:
+            for sname, v in r["samplers"].items():
+                row.setdefault(f"{r['model']}/{sname}", []).append((r["seed"], v))
+            if "floor" in r:
+                row.setdefault("data_floor", []).append((r["seed"], r["floor"]))
+        out = {}
+        for key, vals in row.items():
+            ent = {"finite": float(np.mean([v["finite_fraction"] for _, v in vals])), "n_seeds": len(vals)}
+            for k in ("w2", "mmd"):
+                xs = [v[k] for _, v in vals if k in v]
+                ent[k] = [float(np.mean(xs)), float(np.std(xs))] if xs else [float("nan"), float("nan")]
+                # ratio to DDPM's mean (MMD can be ~0 or negative: unbiased estimate; ratios of means, not means of ratios)
+            out[key] = ent
+        dd = out.get("ddpm/reverse_sde")
+        if dd:
+            for key, ent in out.items():
+                for k in ("w2", "mmd"):
+                    ent[f"ratio_{k}_to_ddpm"] = float(ent[k][0] / dd[k][0]) if dd[k][0] > 0 else float("nan")
+        table[name] = out
+    return table
 
 
 def plot(table: dict, path: Path) -> None:
@@ -236,19 +324,24 @@ def plot(table: dict, path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, 2, figsize=(10, 3.6))
     names = list(table)
-    xs = np.arange(len(names))
-    for ax, k in zip(axes, ("w2", "mmd")):
-        for i, tag in enumerate(("bellman", "ddpm", "data_floor")):
-            m = [table[n][f"{tag}_{k}"][0] for n in names]
-            s = [table[n][f"{tag}_{k}"][1] for n in names]
-            ax.bar(xs + (i - 1) * 0.27, m, 0.27, yerr=s, label=tag)
-        ax.set_xticks(xs, names)
-        ax.set_title(f"{k} vs held-out split (mean, std over seeds)")
-        ax.legend(fontsize=7)
+    keys = sorted({k for n in names for k in table[n]})
+    fig, axes = plt.subplots(1, 2, figsize=(14, 0.35 * len(keys) * len(names) + 2))
+    for ax, metric in zip(axes, ("w2", "mmd")):
+        labels, vals, errs = [], [], []
+        for n in names:
+            for k in keys:
+                if k in table[n]:
+                    labels.append(f"{n}: {k}")
+                    vals.append(table[n][k][metric][0])
+                    errs.append(table[n][k][metric][1])
+        y = np.arange(len(labels))
+        ax.barh(y, vals, xerr=errs)
+        ax.set_yticks(y, labels, fontsize=6)
+        ax.set_xscale("symlog", linthresh=1e-3 if metric == "mmd" else 1.0)
+        ax.set_title(f"{metric} vs held-out 20 % (mean, sd over seeds)")
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
+    fig.savefig(path, dpi=90)
     plt.close(fig)
 
 

@@ -27,7 +27,6 @@ final: ``final_episodes`` fresh episodes. Best-of-N by Q is reported separately 
 from __future__ import annotations
 
 import argparse
-import copy
 import json
 import os
 import sys
@@ -45,22 +44,6 @@ DEFAULT_MIXTURES = {
     "Pendulum-v1": None,  # equal shares of the four behaviours
     "InvertedPendulum-v5": {"expert_low_noise": 0.01, "expert_high_noise": 0.33, "epsilon_expert": 0.33, "random": 0.33},
 }
-
-
-def _snapshot(trainer) -> dict:
-    return {"nets": {k: copy.deepcopy(n.state_dict()) for k, n in trainer.nets.items()},
-            "ema": {k: copy.deepcopy(e.state_dict()) for k, e in trainer.ema.items()},
-            "opt": copy.deepcopy(trainer.optimizer.state_dict()), "gen": trainer.generator.get_state(), "step": trainer.step}
-
-
-def _restore(trainer, snap: dict) -> None:
-    for k, n in trainer.nets.items():
-        n.load_state_dict(snap["nets"][k])
-    for k, e in trainer.ema.items():
-        e.load_state_dict(snap["ema"][k])
-    trainer.optimizer.load_state_dict(copy.deepcopy(snap["opt"]))
-    trainer.generator.set_state(snap["gen"])
-    trainer.step = snap["step"]
 
 
 def run_env(env_id: str, args, log) -> dict:
@@ -101,10 +84,10 @@ def run_env(env_id: str, args, log) -> dict:
         pi0 = score(evaluate_policy(algo.act, env_id, args.eval_episodes, ev_seed))
         q_recs = [r["q_loss"] for r in trainer.fit(k2) if "q_loss" in r]
         rec = {"seed": seed, "pi0_score": pi0, "q_loss_last_logged": q_recs[-1] if q_recs else None}
-        snap = _snapshot(trainer)  # phase 3 from the same pi_0, Q, optimiser and generator for every beta and for BC
+        snap = trainer.snapshot()  # phase 3 from the same pi_0, Q, optimiser and generator for every beta and for BC
 
         def phase3(beta: float) -> tuple[list, list]:
-            _restore(trainer, snap)
+            trainer.restore(snap)
             algo.cfg.beta = beta  # beta = 0: phase 3 is behaviour cloning (plain CFM on the data)
             algo.gen.manual_seed(seed + 1)
             curve, logs = [(0, pi0)], []

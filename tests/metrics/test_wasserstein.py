@@ -81,3 +81,17 @@ def test_bad_inputs():
         wasserstein2(np.ones((5, 2)), bad)
     with pytest.raises(ConfigError, match="max_samples=1"):
         wasserstein2(np.ones((5, 2)), np.ones((5, 2)), max_samples=1)
+
+
+def test_w2_of_finite_but_overflowing_samples_is_an_error_not_zero():
+    """POT used to return 0 (with an 'infeasible' warning) when the squared distances overflowed."""
+    import pytest
+    import torch
+
+    from agm.errors import DataError
+    from agm.metrics import wasserstein2
+
+    x = torch.randn(50, 3)
+    y = torch.randn(50, 3, dtype=torch.float64) * 1e160  # finite, its squares are not
+    with pytest.raises(DataError, match="overflow"):
+        wasserstein2(x, y)

@@ -25,3 +25,15 @@ def test_seed_summary_paired():
     assert 0 < s["p_paired_t"] < 0.2
     with pytest.raises(ValueError):
         seed_summary([1.0], paired_with=[1.0, 2.0])
+
+
+def test_written_results_are_readable_by_others(tmp_path):
+    """Atomic writes go through mkstemp (mode 0600); the result must get the usual umask-based mode."""
+    import os
+
+    from agm.training.results import write_result
+
+    p = write_result(tmp_path / "r.json", {"a": 1, "machine": {}})
+    umask = os.umask(0)
+    os.umask(umask)
+    assert (p.stat().st_mode & 0o777) == (0o666 & ~umask)

@@ -7,6 +7,9 @@ Synthetic (all deterministic given ``seed``):
   exp(kappa_k <mu_k, x>), sampled exactly with Wood's (1994) rejection algorithm.
 * ``torus_wrapped``: mixture of wrapped Gaussians on T^d, x = (m_k + L_k eps) mod 2 pi (one component
   straddles the seam at angle 0 so that wrapping matters).
+* ``earth_volcano``, ``earth_earthquake``, ``earth_flood``, ``earth_fire``: stand-ins with the shape of the
+  earth-science sets on S^2: mixtures of concentrated vMF clusters along bands (:data:`EARTH_SETS`).
+* ``so3_mixture``: mixture of wrapped normals R_k exp(hat z) on SO(3) (rows: flattened rotation matrices).
 * ``hyperbolic_mixture``: mixture of wrapped normals exp_{c_k}(z), z ~ N(0, s^2 I) on T_{c_k} H^2 (Lorentz
   model), centres at geodesic radius 1.5 from the origin in 5 directions.
 
@@ -94,6 +97,108 @@ def sphere_vmf_mixture(n: int, seed: int = 0, dim: int = 2, kappas: Sequence[flo
     return x
 
 
+# ---------------------------------------------------------------------------------------------- earth-like sets on S^2
+#: Synthetic stand-ins with the shape of the earth-science event sets (Mathieu & Nickel 2020): each is a mixture
+#: of concentrated vMF clusters placed along bands given by (latitude, longitude) waypoints in degrees (a band's
+#: clusters are spread evenly along its polyline), plus isolated clusters. The bands are rough sketches of where
+#: such events happen (not data): volcanoes and earthquakes along the Pacific rim and the Alpide belt, floods over
+#: the great river basins, fires along the savanna/boreal belts. Entries: (waypoints, n_clusters, kappa, weight).
+_PACIFIC_RIM = [(-55, -70), (-20, -70), (5, -78), (15, -92), (35, -118), (58, -150), (52, 175), (40, 142),
+                (25, 125), (5, 125), (-8, 112), (-20, 168), (-40, 175)]
+_ALPIDE = [(38, -28), (38, 15), (39, 28), (36, 45), (32, 60), (34, 72), (29, 86), (25, 97)]
+EARTH_SETS: dict[str, list[tuple[list[tuple[float, float]], int, float, float]]] = {
+    # volcanoes: tight clusters (kappa 400) on the Pacific rim, a few on the Alpide belt, hotspots (Hawaii, Iceland, East Africa)
+    "volcano": [(_PACIFIC_RIM, 40, 400.0, 0.72), (_ALPIDE, 6, 400.0, 0.08),
+                ([(19.5, -155.5)], 1, 600.0, 0.04), ([(64.5, -19.0)], 1, 600.0, 0.04), ([(0, 30), (-5, 36), (-12, 35)], 3, 500.0, 0.12)],
+    # earthquakes: the same belts, denser and a little wider (kappa 150-250), plus the mid-Atlantic ridge
+    "earthquake": [(_PACIFIC_RIM, 60, 250.0, 0.70), (_ALPIDE, 20, 200.0, 0.22),
+                   ([(60, -30), (20, -45), (-10, -14), (-45, -15)], 8, 150.0, 0.08)],
+    # floods: broad clusters (kappa 40-120) over river basins: South/South-East Asia, China, the US, Europe, Africa, South America
+    "flood": [([(25, 80), (23, 90), (15, 105), (30, 115)], 6, 80.0, 0.40), ([(38, -95), (35, -80)], 3, 60.0, 0.18),
+              ([(48, 2), (47, 20)], 3, 80.0, 0.12), ([(8, 5), (0, 30), (-15, 35)], 4, 50.0, 0.18), ([(-5, -60), (-25, -50)], 3, 40.0, 0.12)],
+    # fires: the African savanna belts, Australia's north, the South American cerrado, the boreal belt (kappa 60-150)
+    "fire": [([(10, -15), (10, 30)], 6, 120.0, 0.25), ([(-10, 15), (-15, 35)], 6, 120.0, 0.25), ([(-15, 125), (-17, 145)], 3, 100.0, 0.15),
+             ([(-10, -60), (-18, -45)], 3, 80.0, 0.15), ([(62, 30), (60, 100), (62, 130), (58, -120)], 8, 60.0, 0.20)],
+}
+
+
+def _polyline_points(waypoints: Sequence[tuple[float, float]], k: int) -> Tensor:
+    """k points evenly spaced (by geodesic arc length) along the polyline through the waypoints on S^2."""
+    pts = latlon_to_sphere(torch.tensor(waypoints, dtype=torch.float64))
+    if pts.shape[0] == 1:
+        return pts.expand(k, 3)
+    sph = Sphere(2)
+    seg = sph.dist(pts[:-1], pts[1:])
+    cum = torch.cat([torch.zeros(1, dtype=torch.float64), seg.cumsum(0)])
+    pos = torch.linspace(0, float(cum[-1]), k, dtype=torch.float64) if k > 1 else cum[-1:] / 2
+    i = torch.clamp(torch.searchsorted(cum, pos, right=True) - 1, 0, seg.shape[0] - 1)
+    frac = ((pos - cum[i]) / seg[i]).clamp(0, 1)
+    return sph.geodesic(pts[i], pts[i + 1], frac)
+
+
+def earth_like_mixture(name: str) -> tuple[Tensor, Tensor, Tensor]:
+    """(centres (K, 3), kappas (K,), weights (K,)) of the vMF mixture of the earth-like set ``name``, float64."""
+    check_choice("earth set", name, EARTH_SETS)
+    centres, kappas, weights = [], [], []
+    for waypoints, k, kappa, w in EARTH_SETS[name]:
+        centres.append(_polyline_points(waypoints, k))
+        kappas += [kappa] * k
+        weights += [w / k] * k
+    w = torch.tensor(weights, dtype=torch.float64)
+    return torch.cat(centres), torch.tensor(kappas, dtype=torch.float64), w / w.sum()
+
+
+def vmf_mixture_log_density(x: Tensor, mu: Tensor, kappa: Tensor, weights: Tensor) -> Tensor:
+    """log sum_k w_k vMF(x; mu_k, kappa_k) on S^2 with respect to area, shape (B,) float64:
+    log vMF = log kappa - log(2 pi) - log(1 - exp(-2 kappa)) + kappa (<mu, x> - 1)."""
+    x = x.double()
+    logc = torch.log(kappa) - math.log(2 * math.pi) - torch.log1p(-torch.exp(-2 * kappa))
+    comp = logc + kappa * (x @ mu.T - 1) + torch.log(weights)
+    return torch.logsumexp(comp, dim=-1)
+
+
+def earth_like_log_density(name: str, x: Tensor) -> Tensor:
+    """The true log density (w.r.t. area on the unit sphere) of the earth-like set ``name`` at the rows of x."""
+    return vmf_mixture_log_density(x, *earth_like_mixture(name))
+
+
+def earth_like(name: str, n: int, seed: int = 0) -> Tensor:
+    """n points of the synthetic earth-like set ``name`` (volcano | earthquake | flood | fire) on S^2, float32 (n, 3):
+    a weighted mixture of vMF clusters along bands (:data:`EARTH_SETS`); the layout is fixed, ``seed`` draws the points."""
+    check_positive("n", n, integer=True)
+    mu, kappas, weights = earth_like_mixture(name)
+    kappas = kappas.tolist()
+    g = torch.Generator().manual_seed(seed)
+    comp = torch.multinomial(weights, n, replacement=True, generator=g)
+    x = torch.empty(n, 3)
+    for j in range(mu.shape[0]):
+        idx = (comp == j).nonzero().squeeze(-1)
+        if idx.numel():
+            x[idx] = sample_vmf(mu[j], kappas[j], idx.numel(), generator=g)
+    return x
+
+
+# ---------------------------------------------------------------------------------------------- SO(3)
+def so3_mixture(n: int, seed: int = 0, n_components: int = 6, std: float = 0.25) -> Tensor:
+    """Mixture of wrapped normals on SO(3): R_k exp(hat z), z ~ N(0, std^2 I_3), with n_components fixed centres R_k
+    (Haar draws with seed 4321); rows are flattened rotations (n, 9), float32."""
+    from agm.manifolds import SO3
+
+    check_positive("n", n, integer=True)
+    check_positive("n_components", n_components, integer=True)
+    check_positive("std", std)
+    m = SO3()
+    centres = m.random_base(n_components, generator=torch.Generator().manual_seed(4321), dtype=torch.float64)
+    g = torch.Generator().manual_seed(seed)
+    comp = torch.randint(0, n_components, (n,), generator=g)
+    z = std * torch.randn(n, 3, generator=g, dtype=torch.float64)
+    from agm.manifolds.so3 import hat
+
+    c = m.mat(centres[comp])
+    v = m.flat(c @ hat(z))
+    return m.projx(m.expmap(centres[comp], v)).float()
+
+
 # ---------------------------------------------------------------------------------------------- torus
 def torus_wrapped_mixture(n: int, seed: int = 0, dim: int = 2) -> Tensor:
     """Mixture of 4 wrapped Gaussians on T^dim: (m_k + s_k eps) mod 2 pi; component 0 sits on the seam (m = 0).
@@ -139,11 +244,20 @@ SYNTHETIC: dict[str, tuple[Callable[..., Manifold], Callable[..., Tensor]]] = {
     "sphere_vmf": (lambda: Sphere(2), sphere_vmf_mixture),
     "torus_wrapped": (lambda: FlatTorus(2), torus_wrapped_mixture),
     "hyperbolic_mixture": (lambda: Lorentz(2), hyperbolic_mixture),
+    "so3_mixture": (lambda: _so3(), so3_mixture),
+    **{f"earth_{k}": (lambda: Sphere(2), (lambda n, seed=0, _k=k: earth_like(_k, n, seed))) for k in EARTH_SETS},
 }
 
 
+def _so3() -> Manifold:
+    from agm.manifolds import SO3
+
+    return SO3()
+
+
 def make_manifold_data(name: str, n: int, seed: int = 0) -> tuple[Manifold, Tensor]:
-    """(manifold, n points) of a synthetic set: 'sphere_vmf', 'torus_wrapped' or 'hyperbolic_mixture'."""
+    """(manifold, n points) of a synthetic set: 'sphere_vmf', 'torus_wrapped', 'hyperbolic_mixture', 'so3_mixture' or
+    an earth-like set on S^2 ('earth_volcano', 'earth_earthquake', 'earth_flood', 'earth_fire')."""
     check_choice("dataset", name, SYNTHETIC)
     make_m, make_x = SYNTHETIC[name]
     return make_m(), make_x(n, seed=seed)

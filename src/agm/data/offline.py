@@ -224,8 +224,33 @@ def load_minari(path: str | Path) -> OfflineDataset:
             cols["rewards"].append(np.asarray(ep["rewards"]))
             cols["terminals"].append(np.asarray(ep["terminations"]).astype(bool))
             cols["timeouts"].append(np.asarray(ep["truncations"]).astype(bool))
+        root_attrs = {k: f.attrs[k] for k in f.attrs}
     arrays = {k: np.concatenate(v, 0) for k, v in cols.items()}
-    return OfflineDataset(**arrays, meta={"source": str(file), "format": "minari", "episodes": len(names)})
+    meta = {"source": str(file), "format": "minari", "episodes": len(names)}
+    env_id = _minari_env_id(file, root_attrs)
+    if env_id is not None:
+        meta["env_id"] = env_id
+    return OfflineDataset(**arrays, meta=meta)
+
+
+def _minari_env_id(file: Path, root_attrs: dict) -> str | None:
+    """The gymnasium id in a Minari data set's ``env_spec`` (a JSON string): from ``metadata.json`` beside the data
+    folder (Minari >= 0.4 writes <dataset>/metadata.json or <dataset>/data/metadata.json) or the HDF5 root attributes
+    (older Minari). None when absent or unreadable."""
+    candidates = [file.parent / "metadata.json", file.parent.parent / "metadata.json"]
+    sources = [root_attrs] + [json.loads(c.read_text()) for c in candidates if c.exists()]
+    for src in sources:
+        spec = src.get("env_spec")
+        if isinstance(spec, bytes):
+            spec = spec.decode()
+        if isinstance(spec, str):
+            try:
+                spec = json.loads(spec)
+            except json.JSONDecodeError:
+                continue
+        if isinstance(spec, dict) and isinstance(spec.get("id"), str):
+            return spec["id"]
+    return None
 
 
 def load_offline_dataset(path: str | Path) -> OfflineDataset:

@@ -163,6 +163,26 @@ class Manifold(ABC):
         z = std * eps @ basis
         return self.expmap(mean.expand(n, -1), z)
 
+    def tangent_frame(self, x: Tensor) -> Tensor:
+        """A g-orthonormal frame of T_x M for every row of x, shape (B, dim, ambient_dim) (batched; used by the
+        divergence of :mod:`agm.manifolds.divergence`). Default, for manifolds whose metric is a constant times the
+        ambient dot product and whose ``proju`` is the orthogonal projector: the eigenvectors of that projector with
+        eigenvalue 1, rescaled to unit g-norm. Manifolds with another metric override it (Lorentz, SO(3))."""
+        b, n = x.shape[0], self.ambient_dim
+        eye = torch.eye(n, dtype=x.dtype, device=x.device)
+        p = self.proju(x[:, None, :].expand(b, n, n).reshape(b * n, n), eye.expand(b, n, n).reshape(b * n, n)).reshape(b, n, n)
+        _, vecs = torch.linalg.eigh(0.5 * (p + p.transpose(-1, -2)))  # ascending eigenvalues: the last dim are 1
+        e = vecs[..., -self.dim:].transpose(-1, -2)  # (B, dim, n)
+        norms = self.sqnorm(x[:, None, :].expand(b, self.dim, n).reshape(-1, n), e.reshape(-1, n)).reshape(b, self.dim, 1)
+        return e / torch.sqrt(norms)
+
+    def log_prior(self, x: Tensor) -> Tensor:
+        """log rho_0(x) with respect to the Riemannian volume, shape (B,): -log vol(M) on a compact M with a uniform
+        prior (``log_volume``); manifolds with another prior override it."""
+        if not hasattr(self, "log_volume"):
+            raise NotImplementedError(f"{self.describe()} has no prior density")
+        return torch.full(x.shape[:-1], -self.log_volume(), dtype=x.dtype, device=x.device)
+
     def tangent_basis(self, x: Tensor) -> Tensor:
         """An orthonormal (in g) basis of T_x M, shape (dim, ambient_dim), by Gram-Schmidt on projected axes."""
         vecs: list[Tensor] = []

@@ -6,6 +6,8 @@ Prior: N(0, I).
 """
 from __future__ import annotations
 
+import math
+
 import torch
 from torch import Tensor
 
@@ -51,3 +53,11 @@ class Euclidean(Manifold):
         """N(0, I)."""
         check_positive("n", n, integer=True)
         return torch.randn(n, self.dim, generator=generator, dtype=dtype)
+
+    def tangent_frame(self, x: Tensor) -> Tensor:
+        """The standard basis at every point, (B, dim, dim)."""
+        return torch.eye(self.dim, dtype=x.dtype, device=x.device).expand(x.shape[0], -1, -1)
+
+    def log_prior(self, x: Tensor) -> Tensor:
+        """log N(x; 0, I)."""
+        return -0.5 * (x * x).sum(-1) - 0.5 * self.dim * math.log(2 * math.pi)

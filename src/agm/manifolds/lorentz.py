@@ -161,6 +161,24 @@ class Lorentz(Manifold):
         u = torch.cat([torch.zeros(n, 1, dtype=dtype), z], dim=-1)
         return self.expmap(self.origin(dtype).expand(n, -1), u)
 
+    def tangent_frame(self, x: Tensor) -> Tensor:
+        """g-orthonormal frame of T_x H^d: the standard basis of T_o H^d parallel-transported to x, (B, dim, dim + 1)."""
+        eye = torch.eye(self.ambient_dim, dtype=x.dtype, device=x.device)[1:]  # (dim, dim+1)
+        b = x.shape[0]
+        xr = x[:, None, :].expand(b, self.dim, self.ambient_dim).reshape(-1, self.ambient_dim)
+        return self.transport_from_origin(xr, eye.expand(b, -1, -1).reshape(-1, self.ambient_dim)).reshape(b, self.dim, -1)
+
+    def log_prior(self, x: Tensor) -> Tensor:
+        """Log density of the wrapped normal prior w.r.t. the hyperbolic volume: with z = log_o x, r = |z|,
+        log N(z; 0, s^2 I_d) - (d - 1) log(sinh(r) / r)."""
+        o = self.origin(x.dtype).to(x.device).expand_as(x)
+        z = self.logmap(o, x)
+        r2 = minkowski(z, z).clamp_min(0)
+        r = torch.sqrt(r2.clamp_min(TINY))
+        d, s2 = self.dim, self.prior_std**2
+        log_n = -0.5 * r2 / s2 - 0.5 * d * math.log(2 * math.pi * s2)
+        return log_n - (d - 1) * torch.log(sinhc(r))
+
     def features(self, x: Tensor) -> Tensor:
         """Network features: the Poincare-ball coordinates (bounded) and asinh of the ambient space-like ones."""
         return torch.cat([self.to_poincare(x), torch.asinh(x[..., 1:])], dim=-1)

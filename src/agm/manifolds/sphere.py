@@ -67,6 +67,16 @@ class Sphere(Manifold):
         """Induced metric: the ambient dot product."""
         return (u * v).sum(-1)
 
+    def tangent_frame(self, x: Tensor) -> Tensor:
+        """Orthonormal frame of T_x S^d, (B, d, d + 1): rows 1..d of the Householder reflection H that maps x to
+        -sign(x_0) e_0 (H is symmetric and orthogonal, so its other rows are orthonormal and orthogonal to x)."""
+        sgn = torch.where(x[:, :1] >= 0, 1.0, -1.0).to(x.dtype)
+        w = x.clone()
+        w[:, :1] = w[:, :1] + sgn
+        eye = torch.eye(self.ambient_dim, dtype=x.dtype, device=x.device)
+        h = eye - 2 * w[:, :, None] * w[:, None, :] / (w * w).sum(-1)[:, None, None]
+        return h[:, 1:, :]
+
     def constraint_error(self, x: Tensor) -> Tensor:
         """| |x| - 1 |."""
         return (x.norm(dim=-1) - 1).abs()

@@ -68,6 +68,10 @@ class FlatTorus(Manifold):
         check_positive("n", n, integer=True)
         return TWO_PI * torch.rand(n, self.dim, generator=generator, dtype=dtype)
 
+    def tangent_frame(self, x: Tensor) -> Tensor:
+        """The standard basis at every point, (B, dim, dim)."""
+        return torch.eye(self.dim, dtype=x.dtype, device=x.device).expand(x.shape[0], -1, -1)
+
     def features(self, x: Tensor) -> Tensor:
         """(cos x, sin x): 2 d features, continuous on the torus."""
         return torch.cat([torch.cos(x), torch.sin(x)], dim=-1)

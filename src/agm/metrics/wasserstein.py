@@ -31,7 +31,14 @@ def wasserstein2(x: ArrayLike, y: ArrayLike, max_samples: Optional[int] = 2000, 
     a = subsample(a, max_samples, seed)
     b = subsample(b, max_samples, seed + 1)
     cost = sq_distances(a, b).numpy()
+    if not np.isfinite(cost).all():
+        from agm.errors import DataError
+
+        raise DataError("wasserstein2: squared distances overflow (samples are finite but too large, e.g. a sampler "
+                        f"that escaped; largest |value| {max(float(a.abs().max()), float(b.abs().max())):.3g})")
     wa = np.full(a.shape[0], 1.0 / a.shape[0])
     wb = np.full(b.shape[0], 1.0 / b.shape[0])
-    val = float(ot.emd2(wa, wb, cost, numItermax=EMD_MAX_ITER))
-    return math.sqrt(max(val, 0.0))
+    val, log = ot.emd2(wa, wb, cost, numItermax=EMD_MAX_ITER, log=True)
+    if log.get("warning"):
+        raise RuntimeError(f"wasserstein2: the exact solver did not finish ({log['warning']}); the value would be wrong")
+    return math.sqrt(max(float(val), 0.0))

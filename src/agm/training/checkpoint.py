@@ -45,10 +45,14 @@ def sha256_file(path: Path) -> str:
 
 
 def atomic_write_text(path: Path, text: str) -> None:
-    """Write text to a temp file in the same directory, fsync, then os.replace onto ``path``."""
+    """Write text to a temp file in the same directory, fsync, then os.replace onto ``path`` (mode 0666 less the
+    umask, as open() would give, not mkstemp's 0600)."""
     path = Path(path)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
     try:
+        umask = os.umask(0)
+        os.umask(umask)
+        os.fchmod(fd, 0o666 & ~umask)
         with os.fdopen(fd, "w") as f:
             f.write(text)
             f.flush()

@@ -262,18 +262,28 @@ def load_transform(run_dir: str | Path):
     return DataTransform.from_dict(json.loads(path.read_text())) if path.exists() else None
 
 
-def load_networks(recipe: Recipe, run_dir: str | Path, device: str | torch.device = "cpu") -> tuple[dict[str, nn.Module], Any, dict[str, Any]]:
-    """The networks sampling needs, from the newest checkpoint (EMA weights where kept), in eval mode."""
+def load_networks(recipe: Recipe, run_dir: str | Path, device: str | torch.device = "cpu", *,
+                  step: int | None = None) -> tuple[dict[str, nn.Module], Any, dict[str, Any]]:
+    """The networks sampling needs, from the newest checkpoint (or the kept checkpoint of training step ``step``;
+    EMA weights where kept), in eval mode."""
     run_dir = Path(run_dir)
     info = read_run(run_dir, recipe)
     cfg = recipe.config_from_run(run_dir)
     meta = info.get("meta") or {"data_shape": info.get("data_shape")}
     nets = recipe.sampler_networks(cfg, meta)
-    try:
-        ckpt = latest_checkpoint(run_dir)
-    except CheckpointError:
-        raise CheckpointError(f"run {run_dir} has no checkpoint yet; train it further ('--resume {run_dir}') before sampling") from None
-    from agm.training.checkpoint import read_state
+    from agm.training.checkpoint import checkpoint_candidates, read_state
+
+    if step is not None:
+        kept_steps = {int(p.name.split("-")[1]): p for p in checkpoint_candidates(run_dir)}
+        if step not in kept_steps:
+            raise CheckpointError(f"run {run_dir} keeps no checkpoint of step {step}; kept steps: {sorted(kept_steps)} "
+                                  "(train.keep_checkpoints sets how many are kept)")
+        ckpt = kept_steps[step]
+    else:
+        try:
+            ckpt = latest_checkpoint(run_dir)
+        except CheckpointError:
+            raise CheckpointError(f"run {run_dir} has no checkpoint yet; train it further ('--resume {run_dir}') before sampling") from None
 
     kept = read_state(ckpt).get("ema", [])
     parts = ("ema",) if all(name in kept for name in nets) else ("networks", "ema")

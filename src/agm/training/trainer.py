@@ -155,6 +155,7 @@ class Trainer:
         every = cfg.nan_check_every if cfg.nan_check_every > 0 else (1 if self.device.type == "cpu" else 50)
         self.nan_check_every = int(every)
         self._bad_step: Tensor | None = None
+        self._fit_total: int | None = None  # set by fit(): which steps are logged (method.logs_wanted)
 
     def _autocast(self) -> contextlib.AbstractContextManager:
         """bf16 autocast on the trainer's device when cfg.amp='bf16', else a no-op context."""
@@ -184,6 +185,9 @@ class Trainer:
         for net in self.nets.values():
             net.train()
         batch = self._batch()
+        if hasattr(self.method, "logs_wanted"):  # optional: a method may skip the statistics of steps nobody logs
+            self.method.logs_wanted = (self._fit_total is None or (self.step + 1) % self.cfg.log_every == 0
+                                       or self.step + 1 >= self._fit_total)
         with self._autocast():
             loss, logs = self.method.loss(batch, self.step, self.generator)
         check = loss.detach()
@@ -208,8 +212,7 @@ class Trainer:
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         if self.cfg.grad_clip > 0:
-            for name, net in self.nets.items():
-                logs[f"grad_norm_{name}"] = torch.nn.utils.clip_grad_norm_(net.parameters(), self.cfg.grad_clip)
+            logs.update(self._clip_gradients())
         if self._scheduled:
             f = self.lr_factor(self.step)
             for group in self.optimizer.param_groups:
@@ -219,6 +222,50 @@ class Trainer:
             ema.update()
         self.step += 1
         return logs
+
+    def _clip_gradients(self) -> dict[str, Tensor]:
+        """Per-network clipping to train.grad_clip, as torch.nn.utils.clip_grad_norm_ per network (bit-identical:
+        the same per-tensor norms, total norm, coefficient and in-place multiply), with one _foreach_norm for all
+        networks' gradients instead of one clip_grad_norm_ call each (fewer small operations per step on the CPU)."""
+        grads = {name: [p.grad for p in net.parameters() if p.grad is not None] for name, net in self.nets.items()}
+        flat = [g for gs in grads.values() for g in gs]
+        if self.dist.enabled or any(g.device != self.device or g.dtype != flat[0].dtype for g in flat):
+            return {f"grad_norm_{name}": torch.nn.utils.clip_grad_norm_(net.parameters(), self.cfg.grad_clip)
+                    for name, net in self.nets.items()}
+        norms = torch._foreach_norm(flat, 2.0) if flat else []
+        out, start = {}, 0
+        for name, gs in grads.items():
+            if not gs:
+                out[f"grad_norm_{name}"] = torch.tensor(0.0)
+                continue
+            total = torch.linalg.vector_norm(torch.stack(norms[start:start + len(gs)]), 2.0)
+            start += len(gs)
+            coef = torch.clamp(self.cfg.grad_clip / (total + 1e-6), max=1.0)
+            torch._foreach_mul_(gs, coef)
+            out[f"grad_norm_{name}"] = total
+        return out
+
+    def snapshot(self) -> dict[str, Any]:
+        """An in-memory copy of the training state (networks, EMA copies, optimiser, generator, step), to branch
+        several continuations from one point (e.g. one phase-3 run per beta from the same policy and Q);
+        :meth:`restore` puts it back. Checkpoints on disk are :meth:`save`'s job."""
+        import copy
+
+        return {"nets": {k: copy.deepcopy(n.state_dict()) for k, n in self.nets.items()},
+                "ema": {k: copy.deepcopy(e.state_dict()) for k, e in self.ema.items()},
+                "opt": copy.deepcopy(self.optimizer.state_dict()), "gen": self.generator.get_state(), "step": self.step}
+
+    def restore(self, snap: dict[str, Any]) -> None:
+        """Return to a :meth:`snapshot` (which stays usable for further restores)."""
+        import copy
+
+        for k, n in self.nets.items():
+            n.load_state_dict(snap["nets"][k])
+        for k, e in self.ema.items():
+            e.load_state_dict(snap["ema"][k])
+        self.optimizer.load_state_dict(copy.deepcopy(snap["opt"]))
+        self.generator.set_state(snap["gen"])
+        self.step = snap["step"]
 
     def lr_factor(self, step: int) -> float:
         """The learning-rate multiplier at ``step`` (0-based): linear warm-up over train.warmup_steps, then
@@ -252,6 +299,7 @@ class Trainer:
     def fit(self, steps: int | None = None, callback: Callable[[int, dict], None] | None = None) -> list[dict[str, Any]]:
         """Train until ``steps`` (default cfg.steps) total steps; returns the logged records."""
         total = self.cfg.steps if steps is None else steps
+        self._fit_total = total
         records: list[dict[str, Any]] = []
         bar = None
         plain_every = 0

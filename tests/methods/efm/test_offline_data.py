@@ -5,6 +5,8 @@ reconstructions are checked against sums computed independently in the test.
 """
 from __future__ import annotations
 
+import json
+
 import gymnasium as gym
 import numpy as np
 import pytest
@@ -172,3 +174,72 @@ def test_generate_dataset_bad_input():
         generate_dataset("Pendulum-v1", 0)
     with pytest.raises(ConfigError, match="ref_expert"):
         normalized_score(1.0, 2.0, 2.0)
+
+
+def test_d4rl_file_in_the_published_layout(tmp_path):
+    """A file laid out like D4RL's hopper-medium-v2.hdf5: the five flat arrays (float32 observations / actions /
+    rewards, bool terminals / timeouts) plus the groups D4RL also ships (infos/qpos, infos/qvel,
+    infos/action_log_probs, metadata/...), no next_observations (as in the *-v0 files; rebuilt as in
+    d4rl.qlearning_dataset: a transition whose successor starts a new episode after a timeout is dropped, and the
+    file's last row has no successor). Also terminals stored as float 0/1 (older files)."""
+    h5py = _h5py()
+    rng = np.random.default_rng(3)
+    n, od, ad = 9, 11, 3
+    obs = rng.standard_normal((n, od)).astype(np.float32)
+    act = rng.uniform(-1, 1, (n, ad)).astype(np.float32)
+    rew = rng.standard_normal(n).astype(np.float32)
+    term = np.zeros(n, bool)
+    tout = np.zeros(n, bool)
+    term[3], tout[6] = True, True
+    for dtype in (bool, np.float32):
+        path = tmp_path / f"hopper-medium-{dtype.__name__}.hdf5"
+        with h5py.File(path, "w") as f:
+            f["observations"], f["actions"], f["rewards"] = obs, act, rew
+            f["terminals"], f["timeouts"] = term.astype(dtype), tout
+            f["infos/qpos"] = rng.standard_normal((n, 6))
+            f["infos/qvel"] = rng.standard_normal((n, 6))
+            f["infos/action_log_probs"] = rng.standard_normal(n)
+            f["metadata/algorithm"] = np.bytes_("SAC")
+            f["metadata/policy/fc0/weight"] = rng.standard_normal((4, od))
+        d = load_offline_dataset(path)
+        keep = [0, 1, 2, 3, 4, 5, 7]  # rows 0..n-2, minus the timeout row 6; the last row 8 has no successor
+        np.testing.assert_array_equal(d.observations.numpy(), obs[keep])
+        np.testing.assert_array_equal(d.next_observations.numpy(), obs[[k + 1 for k in keep]])
+        np.testing.assert_array_equal(d.actions.numpy(), act[keep])
+        np.testing.assert_array_equal(d.rewards.numpy(), rew[keep])
+        assert d.terminals.tolist() == [k == 3 for k in keep] and not d.timeouts.any()
+        assert (d.obs_dim, d.act_dim, d.meta["format"]) == (od, ad, "d4rl")
+
+
+def test_minari_dataset_in_the_published_layout(tmp_path):
+    """A folder laid out like `minari download mujoco/hopper/medium-v0`: <dataset>/data/main_data.hdf5 with groups
+    episode_0 .. episode_11 (attributes id, total_steps, seed; datasets observations (T+1), actions, rewards,
+    terminations, truncations; an infos group) and <dataset>/data/metadata.json whose env_spec (a JSON string) names
+    the environment. Episodes are read in numeric order (episode_10 after episode_9), the env id is taken from the
+    metadata, and every transition is checked against the arrays written."""
+    h5py = _h5py()
+    rng = np.random.default_rng(4)
+    folder = tmp_path / "mujoco" / "hopper" / "medium-v0"
+    (folder / "data").mkdir(parents=True)
+    eps = []
+    with h5py.File(folder / "data" / "main_data.hdf5", "w") as f:
+        for i in range(12):
+            T = 2 + i % 3
+            ep = (rng.standard_normal((T + 1, 11)), rng.uniform(-1, 1, (T, 3)), rng.standard_normal(T),
+                  np.arange(T) == T - 1 if i % 2 else np.zeros(T, bool), np.arange(T) == T - 1 if not i % 2 else np.zeros(T, bool))
+            eps.append(ep)
+            g = f.create_group(f"episode_{i}")
+            g.attrs["id"], g.attrs["total_steps"], g.attrs["seed"] = i, T, 100 + i
+            g["observations"], g["actions"], g["rewards"], g["terminations"], g["truncations"] = ep
+            g.create_group("infos")["success"] = np.zeros(T, bool)
+    (folder / "data" / "metadata.json").write_text(json.dumps({
+        "dataset_id": "mujoco/hopper/medium-v0", "total_episodes": 12, "total_steps": sum(len(e[2]) for e in eps),
+        "env_spec": json.dumps({"id": "Hopper-v5", "entry_point": "gymnasium.envs.mujoco.hopper_v5:HopperEnv", "max_episode_steps": 1000})}))
+    d = load_offline_dataset(folder)
+    assert d.meta["env_id"] == "Hopper-v5" and d.meta["episodes"] == 12
+    cat = lambda j, sl: np.concatenate([e[j][sl] if sl is not None else e[j] for e in eps])  # noqa: E731
+    np.testing.assert_allclose(d.observations.numpy(), cat(0, slice(None, -1)), rtol=1e-6)
+    np.testing.assert_allclose(d.next_observations.numpy(), cat(0, slice(1, None)), rtol=1e-6)
+    np.testing.assert_allclose(d.actions.numpy(), cat(1, None), rtol=1e-6)
+    np.testing.assert_allclose(d.episode_returns(), [e[2].sum() for e in eps], rtol=1e-5)
+    assert d.terminals.tolist() == cat(3, None).tolist() and d.timeouts.tolist() == cat(4, None).tolist()

@@ -68,6 +68,7 @@ class PotentialConfig:
     clip: Optional[list] = field(default_factory=lambda: [0.1, 10.0])
     warmup_steps: int = 100
     lr: Optional[float] = None  # None: same as train.lr
+    every: int = 1  # train V_phi on every k-th batch only (weights still from V_phi on every batch); 1 = every step
 
 
 @dataclass
@@ -143,6 +144,7 @@ class Config:
             check_positive(name, self.get(name))
         check_positive("path.sigma", self.path.sigma, allow_zero=True)
         check_positive("potential.warmup_steps", self.potential.warmup_steps, integer=True, allow_zero=True)
+        check_positive("potential.every", self.potential.every, integer=True)
         if not 0 < self.data.test_fraction < 1:
             raise ConfigError(f"data.test_fraction={self.data.test_fraction!r} must be in (0, 1)")
         if self.potential.budget > 1:

@@ -19,11 +19,13 @@ from __future__ import annotations
 from typing import Sequence
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 from agm.methods.agm.config import Config
-from agm.nets import TimeMLP, UNet, build_potential
-from agm.methods.agm.weighting import FixedTimeWeighting, PairCoupling, PotentialWeighting, TimeLogVariance
+from agm.nets import PotentialMLP, TimeMLP, UNet, build_potential
+from agm.methods.agm.weighting import (FixedTimeWeighting, PairCoupling, PotentialWeighting, TimeLogVariance, potential_loss,
+                                       weight_logs)
 from agm.objectives.bridge_matching import bridge_matching_loss, per_sample_mse
 from agm.paths.bridge import BrownianBridge
 from agm.samplers import EulerMaruyama, ODESampler
@@ -50,6 +52,98 @@ class EndpointDrift(nn.Module):
         return (self.net(x, t) - x) / one_minus_t
 
 
+class _AttachGradients(torch.autograd.Function):
+    """A scalar whose gradients with respect to ``params`` were computed already: backward hands them on.
+
+    forward(value, grads, *params) returns ``value``; backward returns grad_output * grads for the params.
+    Used by the potential's fused step (:func:`potential_mlp_loss`), which computes L_V's gradients by hand.
+    """
+
+    @staticmethod
+    def forward(ctx, value: Tensor, grads: list[Tensor], *params: Tensor) -> Tensor:  # noqa: D102
+        ctx.grads = grads
+        return value.view_as(value)
+
+    @staticmethod
+    def backward(ctx, grad_out: Tensor):  # noqa: D102
+        grads = torch._foreach_mul(ctx.grads, grad_out)
+        ctx.grads = None
+        return (None, None, *grads)
+
+
+def _silu_mlp(pot: nn.Module) -> tuple[nn.Module, nn.Linear, list[nn.Linear]] | None:
+    """(sinusoidal embedding, time Linear, [Linear layers]) of a PotentialMLP with SiLU activations, else None."""
+    if type(pot) is not PotentialMLP or getattr(pot, "_compiled_call_impl", None) is not None:
+        return None
+    tm = pot.net
+    te = list(tm.time_embed)
+    layers = list(tm.net.net)
+    if len(te) != 3 or not isinstance(te[1], nn.Linear) or type(te[2]) is not nn.SiLU:
+        return None
+    linears = layers[0::2]
+    if not all(type(a) is nn.SiLU for a in layers[1::2]) or not all(type(q) is nn.Linear for q in linears):
+        return None
+    modules = [pot, tm, tm.time_embed, tm.net, tm.net.net, *te, *layers]
+    if any(m._forward_hooks or m._forward_pre_hooks or m._backward_hooks for m in modules):
+        return None
+    return te[0], te[1], linears
+
+
+def potential_mlp_loss(pot: PotentialMLP, x: Tensor, t: Tensor, ell: Tensor, target_u: Tensor | None,
+                       objective: str = "nll") -> tuple[Tensor, Tensor] | None:
+    """V_phi(x, t) (no graph) and L_V = mean_i loss_V(V_i) whose phi-gradients are computed here by hand.
+
+    The same operations as autograd would run for the PotentialMLP forward, the potential objective
+    (methods.agm.weighting.potential_loss) and their backward, but without recording a graph: one autograd
+    node instead of about 25 (V_phi is tiny, so on the CPU its step time is per-operation overhead). The
+    result equals the autograd path to float rounding (tests/methods/agm/test_speed_potential.py).
+    Returns None when ``pot`` is not a plain SiLU PotentialMLP (the caller then uses autograd).
+    """
+    parts = _silu_mlp(pot)
+    if parts is None:
+        return None
+    emb, lin_t, linears = parts
+    params = [lin_t.weight, lin_t.bias]
+    for q in linears:
+        params += [q.weight, q.bias]
+    with torch.no_grad():
+        if t.dim() == 0:
+            t = t.expand(x.shape[0])
+        e = emb(t)
+        a_t = F.linear(e, lin_t.weight, lin_t.bias)
+        h = torch.cat([x, F.silu(a_t).to(x.dtype)], dim=-1)
+        inputs, pre = [h], []
+        for q in linears[:-1]:
+            a = F.linear(h, q.weight, q.bias)
+            h = F.silu(a)
+            pre.append(a)
+            inputs.append(h)
+        v = F.linear(h, linears[-1].weight, linears[-1].bias).squeeze(-1)
+        # L_V and dL_V/dV (as methods.agm.weighting.potential_loss, with ell and the target stopped)
+        g = 1.0 / v.shape[0]
+        ell = ell.detach()
+        if objective == "nll":
+            e_v = torch.exp(-v)
+            value = (ell * e_v + v).mean()
+            dv = g - (g * ell) * e_v
+        else:
+            ref = torch.log(ell.clamp_min(1e-12)) if objective == "regress" else 0.5 * target_u.detach().pow(2).flatten(1).mean(dim=1)
+            d = v - ref
+            value = d.pow(2).mean()
+            dv = g * (2 * d)
+        # backward through the layers (Linear: dW = g^T h, db = sum g, dh = g W; SiLU: silu_backward)
+        grads: list[Tensor] = []
+        gr = dv.unsqueeze(-1)
+        for i in range(len(linears) - 1, -1, -1):
+            q = linears[i]
+            grads = [gr.t().mm(inputs[i]), gr.sum(0)] + grads
+            gin = gr.mm(q.weight)
+            gr = torch.ops.aten.silu_backward(gin, pre[i - 1]) if i > 0 else gin
+        g_t = torch.ops.aten.silu_backward(gr[:, x.shape[-1]:], a_t)
+        grads = [g_t.t().mm(e), g_t.sum(0)] + grads
+    return v, _AttachGradients.apply(value, grads, *params)
+
+
 class AGM(nn.Module):
     """Drift f_theta with an optional weighting (None: the drift-only baseline) and optional pair coupling.
 
@@ -57,6 +151,11 @@ class AGM(nn.Module):
     time-only control) or a :class:`FixedTimeWeighting` (no potential). ``coupling`` (a :class:`PairCoupling`)
     resamples the pairs (x0, x1) of each batch before the bridge is drawn (the path-level variant).
     Implements the trainer's method protocol: ``networks()``, ``ema_names`` and ``loss(x1, step, generator)``.
+
+    Speed (docs/performance.md, CPU): a plain SiLU PotentialMLP's loss and gradients are computed by hand
+    (:func:`potential_mlp_loss`, the same numbers as autograd; ``fused_potential = False`` turns it off), and
+    ``potential_every = k`` > 1 (an option; default 1) trains V_phi on every k-th batch only (step % k == 0) while
+    the weights still come from V_phi on every batch.
     """
 
     ema_names: tuple[str, ...] = ("drift",)
@@ -69,8 +168,11 @@ class AGM(nn.Module):
         weighting: PotentialWeighting | FixedTimeWeighting | None = None,
         prior_std: float = 1.0,
         coupling: PairCoupling | None = None,
+        potential_every: int = 1,
     ) -> None:
         super().__init__()
+        if not isinstance(potential_every, int) or potential_every < 1:
+            raise ValueError(f"potential_every={potential_every!r} must be an integer >= 1")
         needs = weighting is not None and getattr(weighting, "needs_potential", True)
         if (potential is not None) != needs:
             raise ValueError("a potential is given exactly when the weighting needs one (PotentialWeighting); "
@@ -81,6 +183,13 @@ class AGM(nn.Module):
         self.weighting = weighting
         self.prior_std = prior_std
         self.coupling = coupling
+        # speed options (docs/performance.md, CPU): V_phi's loss and gradients by hand (same numbers to rounding; on
+        # by default) and training V_phi only on every k-th step's batch (k = 1, the default, is every step)
+        self.fused_potential = True
+        self.potential_every = potential_every
+        # False: loss() returns only {'loss'} (no weight statistics: about 25 small operations fewer). A trainer that
+        # knows which steps it logs may set it before each loss() call (docs/performance.md); default True
+        self.logs_wanted = True
 
     def networks(self) -> dict[str, nn.Module]:
         nets = {"drift": self.drift}
@@ -102,13 +211,41 @@ class AGM(nn.Module):
         if self.weighting is None:
             drift_loss = ell.mean()
             return drift_loss, {"loss": drift_loss.detach(), "drift_loss": drift_loss.detach(), **coupling_logs}
-        v = None if self.potential is None else self.potential(s.xt.detach(), s.t)
-        drift_loss, pot_loss, logs = self.weighting.losses(v, ell, s.t, s.target, step)
+        v, pot_loss, pot_value = self._potential_outside_autograd(s, ell, step)
+        if v is not None:  # the same as PotentialWeighting.losses, with V_phi and L_V computed already
+            w = self.weighting.weights(v, s.t, step)
+            drift_loss = (w * ell).mean()
+            if not self.logs_wanted:
+                total = drift_loss if pot_loss is None else drift_loss + pot_loss
+                return total, {"loss": total.detach()}
+            logs = weight_logs(w, v, s.t)
+        else:
+            v = None if self.potential is None else self.potential(s.xt.detach(), s.t)
+            drift_loss, pot_loss, logs = self.weighting.losses(v, ell, s.t, s.target, step)
         total = drift_loss if pot_loss is None else drift_loss + pot_loss
         logs.update(loss=total.detach(), drift_loss=drift_loss.detach(), unweighted_drift_loss=ell.detach().mean(), **coupling_logs)
-        if pot_loss is not None:
-            logs["potential_loss"] = pot_loss.detach()
+        if pot_loss is not None or pot_value is not None:
+            logs["potential_loss"] = pot_loss.detach() if pot_loss is not None else pot_value
         return total, logs
+
+    def _potential_outside_autograd(self, s, ell: Tensor, step: int) -> tuple[Tensor | None, Tensor | None, Tensor | None]:
+        """(V, L_V, L_V's value when it is not trained) when V_phi runs outside autograd's graph, else Nones.
+
+        * potential_every = k > 1, on a step with step % k != 0: V without gradient and L_V = None (V_phi is not
+          trained on this batch; its loss value is still logged as 'potential_loss');
+        * otherwise, on the CPU/GPU without autocast and for a plain SiLU PotentialMLP: :func:`potential_mlp_loss`.
+        """
+        w = self.weighting
+        if self.potential is None or not isinstance(w, PotentialWeighting):
+            return None, None, None
+        if self.potential_every > 1 and step % self.potential_every:
+            with torch.no_grad():
+                v = self.potential(s.xt.detach(), s.t)
+                return v, None, potential_loss(v, ell, s.target, w.objective).mean()
+        if not self.fused_potential or not torch.is_grad_enabled() or torch.is_autocast_enabled(s.xt.device.type):
+            return None, None, None
+        out = potential_mlp_loss(self.potential, s.xt.detach(), s.t, ell, s.target, w.objective)
+        return (None, None, None) if out is None else (*out, None)
 
 
 def build_drift(cfg: Config, data_shape: Sequence[int]) -> nn.Module:
@@ -178,12 +315,15 @@ def build_method(cfg: Config, data_shape: Sequence[int]) -> tuple[AGM, float | N
     if cfg.method == "time_weight":
         potential = TimeLogVariance(cfg.time_weight.features)
         n_drift = sum(q.numel() for q in drift.parameters())
-        return AGM(drift, path, potential, weighting), sum(q.numel() for q in potential.parameters()) / n_drift
+        every = int(p.every)
+        return (AGM(drift, path, potential, weighting, potential_every=every),
+                sum(q.numel() for q in potential.parameters()) / n_drift)
     potential, ratio = build_potential(drift, data_shape, budget=p.budget, depth=p.depth)
     coupling = None
     if cfg.method == "agm_path":
         coupling = PairCoupling(pair_temperature(cfg, data_shape), cfg.coupling.iters)
-    return AGM(drift, path, potential, weighting, coupling=coupling), ratio
+    every = int(p.every)  # potential.every: train V_phi on every k-th batch (docs/performance.md, CPU)
+    return AGM(drift, path, potential, weighting, coupling=coupling, potential_every=every), ratio
 
 
 @torch.no_grad()

@@ -145,9 +145,10 @@ def resume(run_dir: str | Path, steps: int | None = None) -> int:
     return runner.resume_run(RECIPE, run_dir, steps)
 
 
-def load_sampler_drift(run_dir: str | Path, device: str = "cpu") -> tuple[nn.Module, Config, list[int]]:
-    """The EMA drift of a run (V_phi is neither loaded nor built), its config and data shape."""
-    nets, cfg, meta = runner.load_networks(RECIPE, run_dir, device)
+def load_sampler_drift(run_dir: str | Path, device: str = "cpu", *, step: int | None = None) -> tuple[nn.Module, Config, list[int]]:
+    """The EMA drift of a run (V_phi is neither loaded nor built), its config and data shape; ``step`` picks a kept
+    checkpoint other than the newest."""
+    nets, cfg, meta = runner.load_networks(RECIPE, run_dir, device, step=step)
     return nets["drift"], cfg, list(meta["data_shape"])
 
 

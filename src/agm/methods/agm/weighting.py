@@ -149,13 +149,25 @@ def importance_weights(
         raise ConfigError(f"potential.temperature={temperature!r} must be > 0")
     v = v.detach().float()
     logits = -SIGNS[sign] * v / temperature
-    groups, n_groups = _groups_of(t, normalise, time_bins, v.shape[0], v.device)
     if clip is not None:
         lo, hi = clip
         if not (0 <= lo <= 1 <= hi):
             raise ConfigError(f"potential.clip={clip!r} must satisfy 0 <= min <= 1 <= max")
+        if normalise == "batch" and v.device.type == "cpu":
+            # fast path (CPU, where a host check is free): plain normalisation B a_i / sum_j a_j (one softmax in
+            # float64) when it already lies within [lo, hi]; clipped_normalise would return the same weights
+            # (to rounding) after about 30 small operations. Otherwise the exact clipped solve below.
+            w0 = torch.softmax(logits.double(), dim=0) * v.shape[0]
+            w_lo, w_hi = torch.aminmax(w0)
+            if lo <= float(w_lo) and float(w_hi) <= hi:
+                return w0.to(v.dtype)  # in [lo, hi] in float64, so also after rounding to float32
+        groups, n_groups = _groups_of(t, normalise, time_bins, v.shape[0], v.device)
         w = clipped_normalise(logits, float(lo), float(hi), groups, n_groups)
         return w.to(v.dtype).clamp(lo, hi)
+    if normalise == "batch":  # a_i / mean(a), the max subtracted first for stability (one group: no scatter)
+        a = torch.exp(logits - logits.max())
+        return a / a.mean()
+    groups, n_groups = _groups_of(t, normalise, time_bins, v.shape[0], v.device)
     # a_i / mean_group(a): subtract the group max in log space first for stability
     gmax = torch.full((n_groups,), -torch.inf, device=v.device).scatter_reduce(0, groups, logits, reduce="amax")
     a = torch.exp(logits - gmax[groups])
@@ -226,10 +238,14 @@ class PotentialWeighting:
 def weight_logs(w: Tensor, score: Tensor, t: Tensor) -> dict[str, Tensor]:
     """The logs every weighted arm writes: ESS/B, max and min weight, corr(score, t) (detached 0-d tensors)."""
     with torch.no_grad():
-        sc = score.detach().float()
-        vc, tc = sc - sc.mean(), t.float() - t.float().mean()
-        corr = (vc * tc).sum() / (vc.norm() * tc.norm()).clamp_min(1e-12)
-        return {"ess": effective_sample_size(w, normalised=True), "w_max": w.max(), "w_min": w.min(), "v_t_corr": corr}
+        # corr = sum(vc tc) / (|vc| |tc|) with vc, tc centred: one 2 x 2 Gram matrix of the centred rows (few ops:
+        # these logs are computed every step, so their small-op count is part of AGM's step time on the CPU)
+        a = torch.stack([score.detach().float(), t.detach().float()])
+        c = a - a.mean(dim=1, keepdim=True)
+        gram = c @ c.T
+        corr = gram[0, 1] / (gram[0, 0] * gram[1, 1]).sqrt().clamp_min(1e-12)
+        w_min, w_max = torch.aminmax(w.detach())
+        return {"ess": effective_sample_size(w, normalised=True), "w_max": w_max, "w_min": w_min, "v_t_corr": corr}
 
 
 class TimeLogVariance(nn.Module):

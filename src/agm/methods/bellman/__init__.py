@@ -5,9 +5,9 @@ return fields against C51. Runs: ``agm bellman train|sample|eval|rl`` (:mod:`agm
 from agm.methods.bellman.config import Config, RLConfig, load_config, load_rl_config
 from agm.methods.bellman.dynamics import BellmanDynamics
 from agm.methods.bellman.fields import (FieldMatching, FieldMethod, GradientField, RowBatches, ScalarField, gaussian_field_minimisers,
-                                        train_fields)
+                                        silverman_eps, train_fields)
 from agm.methods.bellman.langevin import LangevinDynamics, ScoreMethod, ScoreNet, dsm_loss, train_score
 
 __all__ = ["Config", "RLConfig", "load_config", "load_rl_config", "BellmanDynamics", "FieldMatching", "FieldMethod", "GradientField",
-           "RowBatches", "ScalarField", "gaussian_field_minimisers", "train_fields", "LangevinDynamics", "ScoreMethod", "ScoreNet",
+           "RowBatches", "ScalarField", "gaussian_field_minimisers", "silverman_eps", "train_fields", "LangevinDynamics", "ScoreMethod", "ScoreNet",
            "dsm_loss", "train_score"]

@@ -25,6 +25,10 @@ TRACES = ("hutchinson", "rademacher", "exact")
 FIRST_TERMS = ("exact", "sliced")
 HEADS = ("linear", "softplus")
 POSITIVITY = ("clamp", "softplus", "abs")
+EPS_RULES = ("fixed", "silverman")
+SCALES = ("none", "kernel")
+LEVEL_NOISE = ("none", "data")
+INITS = ("normal", "data_gaussian")
 AGENTS = ("bd", "c51")
 POINTS = ("uniform", "target")
 ACTION_SELECTION = ("target", "double")
@@ -44,7 +48,11 @@ class DataConfig:
 
 @dataclass
 class FieldConfig:
-    eps: float = 0.05  # kernel variance epsilon > 0 (standardised units), shared by both losses
+    eps: float = 0.05  # kernel variance epsilon > 0 (standardised units), shared by both losses; with eps_rule=fixed
+    eps_rule: str = "fixed"  # fixed (field.eps) | silverman (eps from batch size and dimension, docs/bellman.md)
+    eps_levels: list = dataclasses.field(default_factory=list)  # multipliers of the base eps: [] = one eps; else eps-conditioned fields
+    scale: str = "none"  # none | kernel: field outputs multiplied by the smoothed Gaussian's peak (2 pi (1 + eps))^(-k/2)
+    level_noise: str = "none"  # none (targets p) | data (a batch at kernel variance eps trains on x + N(0, eps I): targets p * N_eps)
     kernel: str = "sliced"  # sliced (Eqs. 10-11, 1-D projected Gaussian) | full (Eq. 8, d-dim Gaussian)
     pairing: str = "all"  # all (every j != i in the batch) | permutation (one random partner)
     trace: str = "hutchinson"  # divergence estimate: hutchinson (v ~ N(0, I), Eq. 9) | rademacher | exact (d VJPs)
@@ -63,6 +71,9 @@ class SampleConfig:
     step_size: Optional[float] = None  # a fixed eta instead
     positivity: str = "clamp"  # how f is made >= 0 under the square root: clamp | softplus | abs
     drift_clip: Optional[float] = None  # bound on ||g|| per particle and step (standardised units); null = none
+    init: str = "normal"  # x0 ~ N(0, I) (normal) | N(mean, cov) of the standardised training rows (data_gaussian)
+    eps_schedule: list = dataclasses.field(default_factory=list)  # annealed sampler: multipliers of the base eps in order;
+    # [] = every field.eps_levels entry, largest first (or the single eps)
 
 
 @dataclass
@@ -100,6 +111,20 @@ class Config:
         check_choice("field.first_term", f.first_term, FIRST_TERMS)
         check_choice("field.head", f.head, HEADS)
         check_choice("sample.positivity", s.positivity, POSITIVITY)
+        check_choice("field.eps_rule", f.eps_rule, EPS_RULES)
+        check_choice("field.scale", f.scale, SCALES)
+        check_choice("field.level_noise", f.level_noise, LEVEL_NOISE)
+        check_choice("sample.init", s.init, INITS)
+        for name, values in (("field.eps_levels", f.eps_levels), ("sample.eps_schedule", s.eps_schedule)):
+            if not isinstance(values, list):
+                raise ConfigError(f"{name}={values!r} must be a list of positive numbers, e.g. [1, 4, 16]")
+            for v in values:
+                check_positive(name, v)
+        if s.eps_schedule and not f.eps_levels:
+            raise ConfigError("sample.eps_schedule needs eps-conditioned fields: set field.eps_levels (e.g. [1, 4, 16])")
+        missing = [v for v in s.eps_schedule if not any(abs(float(v) - float(e)) < 1e-12 for e in f.eps_levels)]
+        if missing:
+            raise ConfigError(f"sample.eps_schedule entries {missing} are not among field.eps_levels={f.eps_levels}")
         if f.first_term == "sliced" and f.trace == "exact":
             raise ConfigError("field.first_term='sliced' needs field.trace in ('hutchinson', 'rademacher'); got trace='exact'")
         for name in ("field.slices", "field.projections", "field.hidden", "field.depth", "sample.steps", "eval.n_samples", "eval.max_samples",
@@ -157,8 +182,12 @@ class AgentGroup:
     points: str = "uniform"  # uniform | target (half from the target's own law)
     action_selection: str = "target"  # target | double
     margin: float = 0.1  # fields live on [-1 - margin, 1 + margin] (normalised returns)
+    shared_points: bool = True  # one stratified set of M return points per batch (False: per transition, the old update)
+    target_eval: str = "grid"  # grid (read the target fields off a* 's grid) | exact (evaluate them at the points)
+    adam_eps: Optional[float] = None  # None: each agent's default (BD 1e-8, C51 0.01 / batch_size as CleanRL)
     # C51
     n_atoms: int = 101
+    c51_loss: str = "log_softmax"  # log_softmax | clamped_log (CleanRL's)
 
 
 @dataclass
@@ -197,9 +226,11 @@ class RLConfig:
         m = self.model
         common = dict(v_min=m.v_min, v_max=m.v_max, gamma=m.gamma, lr=m.lr, hidden=tuple(int(h) for h in m.hidden))
         if self.agent == "c51":
-            return C51Config(n_atoms=m.n_atoms, **common)
+            return C51Config(n_atoms=m.n_atoms, adam_eps=m.adam_eps, loss=m.c51_loss, **common)
+        eps = {} if m.adam_eps is None else {"adam_eps": m.adam_eps}
         return BDConfig(eps_T=m.sigma_t**2, grid_size=m.grid_size, n_points=m.n_points, grad_weight=m.grad_weight,
-                        points=m.points, action_selection=m.action_selection, margin=m.margin, **common)
+                        points=m.points, action_selection=m.action_selection, margin=m.margin,
+                        shared_points=m.shared_points, target_eval=m.target_eval, **eps, **common)
 
     def to_loop(self) -> Any:
         from agm.methods.bellman.rl.train import LoopConfig

@@ -122,3 +122,33 @@ class BellmanDynamics:
         fl = density(last).reshape(B)
         self.last_stats = {"eta": eta, "frozen_fraction": float((fl < 1e-3).float().mean()), "min_f": float(fl.min())}
         return out
+
+    def sample_annealed(
+        self,
+        field: Callable[[Tensor, float], Tensor],
+        x0: Tensor,
+        density: Callable[[Tensor, float], Tensor],
+        levels: list | tuple,
+        *,
+        generator: torch.Generator | None = None,
+    ) -> Tensor:
+        """Annealed dynamics (ours; docs/bellman.md): the fields of kernel variance levels[0], then levels[1], ...
+        (largest first, as annealed Langevin), ``steps`` split evenly between the levels (the remainder to the
+        last), eta re-resolved at the start of each level. ``field(x, eps)`` and ``density(x, eps)`` are the
+        eps-conditioned fields. Every level's exact pair (h_eps, grad(p h_eps) / (2 p)) has p as its stationary
+        law; what changes with eps is the mobility h_eps / 2 (large eps: broad, no frozen tails)."""
+        if len(levels) == 0:
+            raise ConfigError("sample_annealed needs at least one kernel variance level")
+        n = len(levels)
+        if self.steps < n:
+            raise ConfigError(f"sampler.steps={self.steps} is smaller than the number of levels {n}")
+        base, rest = divmod(self.steps, n)
+        x, stats = x0, []
+        for i, eps in enumerate(levels):
+            check_positive("sample.eps_schedule", eps)
+            stage = BellmanDynamics(steps=base + (rest if i == n - 1 else 0), step_size=self.step_size, rel_step=self.rel_step,
+                                    positivity=self.positivity, noise_scale=self.noise_scale, drift_clip=self.drift_clip)
+            x = stage.sample(lambda u, e=eps: field(u, e), x, lambda u, e=eps: density(u, e), generator=generator)
+            stats.append({"eps": float(eps), **stage.last_stats})
+        self.last_stats = {**stats[-1], "levels": stats}
+        return x

@@ -47,33 +47,96 @@ HEADS = ("linear", "softplus")
 # ------------------------------------------------------------------------------------------------
 # networks
 # ------------------------------------------------------------------------------------------------
-class ScalarField(nn.Module):
+SCALES = ("none", "kernel")
+LEVEL_NOISE = ("none", "data")
+EPS_RULES = ("fixed", "silverman")
+
+
+def silverman_eps(n: int, d: int, var: float = 1.0) -> float:
+    """Kernel variance from Silverman's rule of thumb for a d-dimensional Gaussian KDE of n points (docs/bellman.md):
+
+        eps = var * (4 / (d + 2))^(2 / (d + 4)) * n^(-2 / (d + 4))
+
+    (the square of Silverman's bandwidth; var is the data's per-coordinate variance, 1 on standardised data). The
+    kernel weights K_i are a KDE over the n = B - 1 partners of a batch, so n is the batch size minus one. For the
+    sliced kernel use d = 1 (the kernel sees 1-D projections): eps = 1.12 var n^(-2/5)."""
+    check_positive("silverman_eps.n", n, integer=True)
+    check_positive("silverman_eps.d", d, integer=True)
+    check_positive("silverman_eps.var", var)
+    return float(var * (4.0 / (d + 2)) ** (2.0 / (d + 4)) * n ** (-2.0 / (d + 4)))
+
+
+def kernel_dim(kernel: str, d: int) -> int:
+    """Dimension the kernel smooths in: d for the full kernel, 1 for the sliced one."""
+    return d if kernel == "full" else 1
+
+
+def field_scale(eps: float, kdim: int) -> float:
+    """(2 pi (1 + eps))^(-kdim / 2): the peak of the smoothed density h of N(0, I) (full kernel: kdim = d; sliced:
+    kdim = 1). ``scale='kernel'`` multiplies both field networks' outputs by it, so that the networks work on O(1)
+    numbers even when h ~ 1e-4 (the full kernel in d = 10); a reparametrisation, the minimisers are unchanged."""
+    return float((2 * math.pi * (1.0 + eps)) ** (-kdim / 2))
+
+
+class _Field(nn.Module):
+    """Shared input/output handling: optional conditioning on log eps (one network for several kernel variances,
+    ``conditional=True``, the annealed sampler) and the optional output scale ``field_scale(eps, kdim)``."""
+
+    def __init__(self, dim: int, out: int, hidden: int, depth: int, act: str, *, eps: float | None, conditional: bool,
+                 scale: str, kdim: int) -> None:
+        super().__init__()
+        check_choice("field.scale", scale, SCALES)
+        self.net = MLP(dim + int(conditional), out, hidden=hidden, depth=depth, act=act)
+        self.eps, self.conditional, self.scale, self.kdim = eps, conditional, scale, kdim
+
+    def _eps(self, eps: float | None) -> float | None:
+        e = self.eps if eps is None else eps
+        if e is None and (self.conditional or self.scale != "none"):
+            raise ConfigError("this field is conditioned on / scaled by the kernel variance; call it with eps=")
+        return e
+
+    def raw(self, x: Tensor, eps: float | None) -> Tensor:
+        e = self._eps(eps)
+        if self.conditional:
+            x = torch.cat([x, torch.full_like(x[:, :1], math.log(e))], dim=1)
+        out = self.net(x)
+        return out * field_scale(e, self.kdim) if self.scale == "kernel" else out
+
+
+class ScalarField(_Field):
     """f_theta : R^d -> R, the scalar (density) field of Bellman Diffusion (docs/bellman.md).
 
     ``head='linear'`` (the paper's, as far as we can tell) or ``'softplus'`` (keeps f >= 0; RL
     targets stay positive combinations so linearity is kept; docs/bellman.md). Returns shape (B,).
+    ``conditional``: the network also sees log eps (``forward(x, eps)``); ``scale='kernel'``: the output is
+    multiplied by ``field_scale(eps, kdim)``. Defaults reproduce the plain MLP (same state-dict keys).
     """
 
-    def __init__(self, dim: int, hidden: int = 128, depth: int = 3, act: str = "silu", head: str = "linear") -> None:
-        super().__init__()
+    def __init__(self, dim: int, hidden: int = 128, depth: int = 3, act: str = "silu", head: str = "linear", *,
+                 eps: float | None = None, conditional: bool = False, scale: str = "none", kdim: int = 1) -> None:
         check_choice("field.head", head, HEADS)
-        self.net = MLP(dim, 1, hidden=hidden, depth=depth, act=act)
+        super().__init__(dim, 1, hidden, depth, act, eps=eps, conditional=conditional, scale=scale, kdim=kdim)
         self.head = head
 
-    def forward(self, x: Tensor) -> Tensor:
+    def forward(self, x: Tensor, eps: float | None = None) -> Tensor:
+        e = self._eps(eps)
+        if self.conditional:
+            x = torch.cat([x, torch.full_like(x[:, :1], math.log(e))], dim=1)
         out = self.net(x).squeeze(-1)
-        return nn.functional.softplus(out) if self.head == "softplus" else out
+        out = nn.functional.softplus(out) if self.head == "softplus" else out
+        return out * field_scale(e, self.kdim) if self.scale == "kernel" else out
 
 
-class GradientField(nn.Module):
-    """g_phi : R^d -> R^d, the gradient field of Bellman Diffusion, a separate network (docs/bellman.md)."""
+class GradientField(_Field):
+    """g_phi : R^d -> R^d, the gradient field of Bellman Diffusion, a separate network (docs/bellman.md).
+    ``conditional`` and ``scale`` as for :class:`ScalarField`."""
 
-    def __init__(self, dim: int, hidden: int = 128, depth: int = 3, act: str = "silu") -> None:
-        super().__init__()
-        self.net = MLP(dim, dim, hidden=hidden, depth=depth, act=act)
+    def __init__(self, dim: int, hidden: int = 128, depth: int = 3, act: str = "silu", *, eps: float | None = None,
+                 conditional: bool = False, scale: str = "none", kdim: int = 1) -> None:
+        super().__init__(dim, dim, hidden, depth, act, eps=eps, conditional=conditional, scale=scale, kdim=kdim)
 
-    def forward(self, x: Tensor) -> Tensor:
-        return self.net(x)
+    def forward(self, x: Tensor, eps: float | None = None) -> Tensor:
+        return self.raw(x, eps)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -213,17 +276,19 @@ class FieldMatching:
         if self.first_term == "sliced" and self.trace == "exact":
             raise ConfigError("field_matching.first_term='sliced' needs trace in ('hutchinson', 'rademacher'); got trace='exact'")
 
-    def weights(self, x: Tensor, generator: torch.Generator | None = None) -> Tensor:
-        """Kernel weights K_i (see ``kernel_weights``)."""
+    def weights(self, x: Tensor, generator: torch.Generator | None = None, eps: float | None = None) -> Tensor:
+        """Kernel weights K_i (see ``kernel_weights``); ``eps`` overrides ``self.eps`` (the annealed fields)."""
         if x.dim() != 2:
             raise DataError(f"x has shape {tuple(x.shape)}; field matching expects (B, d)")
         if not torch.isfinite(x).all():
             raise DataError("x contains non-finite values (NaN or inf); field matching needs finite data")
-        return kernel_weights(x, self.eps, kernel=self.kernel, pairing=self.pairing, n_proj=self.n_proj, generator=generator)
+        return kernel_weights(x, self.eps if eps is None else eps, kernel=self.kernel, pairing=self.pairing, n_proj=self.n_proj,
+                              generator=generator)
 
-    def losses(self, f_net, g_net, x: Tensor, *, generator: torch.Generator | None = None) -> tuple[Tensor, Tensor]:
-        """(l_f, l_g): per-sample losses of Eq. (11) and Eq. (10) with shared kernel weights."""
-        k = self.weights(x, generator)
+    def losses(self, f_net, g_net, x: Tensor, *, generator: torch.Generator | None = None,
+               eps: float | None = None) -> tuple[Tensor, Tensor]:
+        """(l_f, l_g): per-sample losses of Eq. (11) and Eq. (10) with shared kernel weights (variance ``eps`` or self.eps)."""
+        k = self.weights(x, generator, eps)
         l_f = scalar_field_loss(f_net(x), k)
         g, div, v = divergence_term(g_net, x, trace=self.trace, n_slices=self.n_slices, generator=generator)
         l_g = gradient_field_loss(g, div, k, first_term=self.first_term, v=v)
@@ -256,21 +321,50 @@ class FieldMethod(nn.Module):
     """The two fields as one trainable method for :class:`agm.training.Trainer` (its protocol: ``networks()``,
     ``ema_names``, ``loss(batch, step, generator)``). The loss is l_f + l_g (Eqs. 10-11 with shared kernel
     weights); the two networks have disjoint parameters, so one step on the sum is one step on each network
-    (Algorithm 1 of arXiv 2410.01796)."""
+    (Algorithm 1 of arXiv 2410.01796).
+
+    ``eps_levels`` (ours, docs/bellman.md): when given, both networks are conditioned on log eps and every batch
+    is trained at one level drawn uniformly from ``eps_levels`` (the objective's own eps is then unused); the
+    annealed sampler runs the dynamics level by level. ``scale``: see :func:`field_scale`.
+    ``level_noise='data'``: a batch trained at kernel variance eps is also perturbed, x + sqrt(eps) z with fresh
+    z ~ N(0, I) every step, so that the fields of that level learn the smoothed density p_eps = p * N(0, eps I) (the
+    noise levels of annealed Langevin): the fields are trained off the rows too, and the empirical loss, whose
+    divergence term is unbounded below on a finite set of rows, becomes the population loss of a continuous law.
+    'none' (default, the paper's) keeps the data clean, so every level targets p itself.
+    """
 
     ema_names = ("f", "g")
 
-    def __init__(self, dim: int, objective: FieldMatching, *, hidden: int = 128, depth: int = 3, head: str = "linear") -> None:
+    def __init__(self, dim: int, objective: FieldMatching, *, hidden: int = 128, depth: int = 3, head: str = "linear",
+                 eps_levels: tuple | list = (), scale: str = "none", level_noise: str = "none") -> None:
         super().__init__()
-        self.f = ScalarField(dim, hidden, depth, head=head)
-        self.g = GradientField(dim, hidden, depth)
+        check_choice("field.level_noise", level_noise, LEVEL_NOISE)
+        self.level_noise = level_noise
+        self.eps_levels = tuple(float(e) for e in eps_levels)
+        for e in self.eps_levels:
+            check_positive("field.eps_levels", e)
+        cond = len(self.eps_levels) > 0
+        kdim = kernel_dim(objective.kernel, dim)
+        eps = None if cond else objective.eps
+        self.f = ScalarField(dim, hidden, depth, head=head, eps=eps, conditional=cond, scale=scale, kdim=kdim)
+        self.g = GradientField(dim, hidden, depth, eps=eps, conditional=cond, scale=scale, kdim=kdim)
         self.objective = objective
 
     def networks(self) -> dict[str, nn.Module]:
         return {"f": self.f, "g": self.g}
 
     def loss(self, batch: Tensor, step: int, generator: torch.Generator) -> tuple[Tensor, dict[str, Tensor]]:
-        l_f, l_g = self.objective.losses(self.f, self.g, batch, generator=generator)
+        if self.eps_levels:
+            eps = self.eps_levels[int(torch.randint(len(self.eps_levels), (1,), generator=generator, device=generator.device))]
+            if self.level_noise == "data":
+                z = torch.randn(batch.shape, generator=generator, device=batch.device, dtype=batch.dtype)
+                batch = batch + math.sqrt(eps) * z
+            l_f, l_g = self.objective.losses(lambda u: self.f(u, eps), lambda u: self.g(u, eps), batch, generator=generator, eps=eps)
+        else:
+            if self.level_noise == "data":
+                z = torch.randn(batch.shape, generator=generator, device=batch.device, dtype=batch.dtype)
+                batch = batch + math.sqrt(self.objective.eps) * z
+            l_f, l_g = self.objective.losses(self.f, self.g, batch, generator=generator)
         lf, lg = l_f.mean(), l_g.mean()
         loss = lf + lg
         return loss, {"loss": loss.detach(), "loss_f": lf.detach(), "loss_g": lg.detach()}
@@ -311,10 +405,14 @@ def train_fields(
     weight_decay: float = 0.0,
     schedule: str = "cosine",
     device: str = "cpu",
+    eps_levels: tuple | list = (),
+    scale: str = "none",
+    level_noise: str = "none",
 ) -> tuple[ScalarField, GradientField, list[dict]]:
     """Fit f and g on data x (N, d) with the shared :class:`agm.training.Trainer` (AdamW, optional clipping,
     EMA, NaN guard, ``schedule``: constant | cosine | linear learning rate), no files written. Returns the EMA copies (f, g) (the raw networks when ema_decay = 0)
     and the logged records {step, loss, loss_f, loss_g} every ``log_every`` steps (0: only the last step).
+    ``eps_levels``, ``scale`` and ``level_noise``: see :class:`FieldMethod`.
     For runs with checkpoints and resume use ``agm bellman train`` (:mod:`agm.methods.bellman.run`).
     """
     from agm.training.config import TrainConfig
@@ -325,7 +423,8 @@ def train_fields(
     check_positive("train.lr", lr)
     batches = RowBatches(x, batch_size)
     torch.manual_seed(seed)  # network initialisation from the seed
-    method = FieldMethod(x.shape[1], objective, hidden=hidden, depth=depth, head=head).to(device)
+    method = FieldMethod(x.shape[1], objective, hidden=hidden, depth=depth, head=head, eps_levels=eps_levels, scale=scale,
+                         level_noise=level_noise).to(device)
     cfg = TrainConfig(steps=steps, batch_size=batches.batch_size, lr=lr, weight_decay=weight_decay, grad_clip=grad_clip,
                       ema_decay=ema_decay, log_every=log_every or steps, ckpt_every=steps, tensorboard=False, progress=False,
                       device=device, schedule=schedule)

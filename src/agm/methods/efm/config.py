@@ -155,6 +155,10 @@ class QIPOConfig:
     q_depth: int = 2
     sampler_steps: int = 5  # ODE steps of the flow policy
     sampler_method: str = "euler"  # euler | heun
+    eval_sampler_steps: Optional[int] = None  # ODE steps when acting (null: sampler_steps)
+    eval_sampler_method: Optional[str] = None  # euler | heun when acting (null: sampler_method)
+    beta_schedule: str = "constant"  # beta per renewal l of L: constant (beta) | linear (beta (l + 1) / L)
+    q_norm: str = "none"  # none: softmax(beta Q) | std: Q / (batch sd of per-state advantages) first
     weight_all_actions: bool = True
     include_dataset_action: bool = True
     freeze_q: bool = True
@@ -184,6 +188,12 @@ class QIPOConfig:
         check_positive("reward_scale", self.reward_scale)
         check_positive("q_lr", self.q_lr)
         check_choice("sampler_method", self.sampler_method, ("euler", "heun"))
+        if self.eval_sampler_steps is not None:
+            check_positive("eval_sampler_steps", self.eval_sampler_steps, integer=True)
+        if self.eval_sampler_method is not None:
+            check_choice("eval_sampler_method", self.eval_sampler_method, ("euler", "heun"))
+        check_choice("beta_schedule", self.beta_schedule, ("constant", "linear"))
+        check_choice("q_norm", self.q_norm, ("none", "std"))
         check_choice("train.device", self.train.device, ("cpu",))
         if not 0.0 <= self.gamma < 1.0:
             raise ConfigError(f"gamma={self.gamma!r} is not accepted; it must satisfy 0 <= gamma < 1")

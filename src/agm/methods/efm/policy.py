@@ -85,10 +85,11 @@ class FlowPolicy(nn.Module):
         return per_sample_mse(self.velocity(s.xt, s.t, obs), s.target)
 
     @torch.no_grad()
-    def sample(self, obs: Tensor, n: int = 1, *, generator: torch.Generator | None = None) -> Tensor:
-        """n normalised actions per state: (B, n, act_dim) in [-1, 1] (ODE from N(0, I) at t = 0 to t = 1)."""
+    def sample(self, obs: Tensor, n: int = 1, *, generator: torch.Generator | None = None, sampler: ODESampler | None = None) -> Tensor:
+        """n normalised actions per state: (B, n, act_dim) in [-1, 1] (ODE from N(0, I) at t = 0 to t = 1), with the
+        policy's own sampler or ``sampler`` (e.g. more steps at evaluation than for the support actions)."""
         B = obs.shape[0]
         o = obs.repeat_interleave(n, 0)
         a0 = torch.randn(B * n, self.act_dim, generator=generator)
-        a = self.sampler.sample(lambda x, t: self.velocity(x, t, o), a0)
+        a = (self.sampler if sampler is None else sampler).sample(lambda x, t: self.velocity(x, t, o), a0)
         return a.clamp(-1, 1).reshape(B, n, self.act_dim)

@@ -34,6 +34,13 @@ Choices the paper leaves open (each is a QIPOConfig option, defaults first):
   * best_of: 1 = single policy sample (the method) | N = best of N samples by Q (reported separately);
   * sampler_method: 'euler' | 'heun' for the policy's ODE (a 20-step Euler sampler shrinks a narrow action
     law's sd by ~10 % per fit, which compounds over renewals; Heun does not - measured, docs/efm_qipo.md);
+  * eval_sampler_steps / eval_sampler_method: the ODE sampler used when acting (default: the training one, which
+    draws the support actions); more steps at evaluation cost nothing in training;
+  * beta_schedule: 'constant' = beta at every renewal, so pi_l ∝ mu exp(l beta Q) (eq. 5.4) | 'linear' = beta (l + 1) / L
+    at renewal l of L = ceil(K3 / K_renew), a gentler start with total tilt beta (L + 1) / 2;
+  * q_norm: 'none' = softmax_j(beta Q_ij) (the paper) | 'std' = Q divided by the batch standard deviation of the
+    per-state advantages Q_ij - mean_j Q_ij first, so beta is a temperature on standardised advantages (ours; the
+    measured per-state ESS with 'none' stays near K on our tasks: the tilt is then too weak, docs/efm_qipo.md);
   * beta = 0: phase 3 is behaviour cloning (plain CFM on the data for K3 more steps), the BC baseline.
 """
 from __future__ import annotations
@@ -51,6 +58,7 @@ from agm.methods.efm.efm import check_beta, effective_sample_size, grouped_softm
 from agm.data.offline import OfflineDataset
 from agm.methods.efm.policy import ActionScaler, FlowPolicy, Normalizer
 from agm.methods.efm.qlearning import TwinQ, td_loss
+from agm.samplers import ODESampler
 
 QFn = Callable[[Tensor, Tensor], Tensor]
 
@@ -64,6 +72,7 @@ def qipo_policy_loss(
     *,
     weight_all_actions: bool = True,
     weight_cap: float | None = None,
+    q_norm: str = "none",
     generator: torch.Generator | None = None,
 ) -> tuple[Tensor, Tensor]:
     """QIPO eq. 5.2 (OT form) for obs (B, obs_dim), normalised actions (B, K, act_dim), Q (B, K); column 0 is the
@@ -71,6 +80,8 @@ def qipo_policy_loss(
 
     all actions:   L = mean_i sum_j g_ij l_ij,   g_ij = softmax_j(beta Q_ij)
     dataset only:  L = mean_i K g_i0 l_i0
+    q_norm='std' (ours): Q_ij / s with s the batch standard deviation of Q_ij - mean_j Q_ij (the per-state advantages),
+    so that beta acts on standardised advantages and does not depend on the reward scale.
     """
     beta = check_beta(beta)
     if actions.dim() != 3 or q_values.shape != actions.shape[:2] or obs.shape[0] != actions.shape[0]:
@@ -79,7 +90,12 @@ def qipo_policy_loss(
             "accepted: (B, obs_dim), (B, K, act_dim), (B, K)"
         )
     B, K, A = actions.shape
-    g = grouped_softmax(beta * q_values.detach(), cap=weight_cap)
+    q = q_values.detach()
+    if q_norm == "std":
+        q = q / (q - q.mean(1, keepdim=True)).std().clamp_min(1e-6)
+    elif q_norm != "none":
+        raise ConfigError(f"q_norm={q_norm!r}; accepted: 'none', 'std'")
+    g = grouped_softmax(beta * q, cap=weight_cap)
     if weight_all_actions:
         per = policy.per_sample_loss(obs.repeat_interleave(K, 0), actions.reshape(B * K, A), generator=generator)
         return (g * per.reshape(B, K)).sum(1).mean(), g
@@ -132,6 +148,8 @@ class QIPO:
         self.actions = self.scaler.normalize(dataset.actions).clamp(-1, 1)
         self.policy = FlowPolicy(dataset.obs_dim, dataset.act_dim, self.obs_norm, hidden=config.policy_hidden,
                                  depth=config.policy_depth, steps=config.sampler_steps, method=config.sampler_method)
+        self.act_sampler = ODESampler(config.eval_sampler_steps or config.sampler_steps,
+                                      config.eval_sampler_method or config.sampler_method)
         self.q_fn = q_fn
         self.q = None if q_fn is not None else TwinQ(dataset.obs_dim, dataset.act_dim, Normalizer.fit(dataset.observations), hidden=config.q_hidden, depth=config.q_depth)
         self.q_target: TwinQ | None = None
@@ -177,7 +195,7 @@ class QIPO:
         t = self.tables
         j = torch.randint(0, self.n_support, (cfg.improve_batch_size,), generator=generator)
         obs = d.observations[t.support_idx[j]]
-        out = {"phase": phase, "obs": obs, "support": t.support[j]}
+        out = {"phase": phase, "obs": obs, "support": t.support[j], "beta": self.beta_at(k)}
         if cfg.freeze_q:
             out["support_q"] = t.support_q[j]
         else:  # Q changes every step: weight with the current Q, never with values from the last renewal
@@ -185,6 +203,14 @@ class QIPO:
             jq = torch.randint(0, self.n_support, (cfg.train.batch_size,), generator=generator)
             out["q"] = self._q_batch(t.support_idx[jq], t.next_support[jq])
         return out
+
+    def beta_at(self, k: int) -> float:
+        """beta of phase-3 step k (0-based): constant, or beta (l + 1) / L at renewal l of L (beta_schedule)."""
+        cfg = self.cfg
+        if cfg.beta_schedule == "constant":
+            return cfg.beta
+        n_renewals = -(-cfg.improve_steps // cfg.renew_every)
+        return cfg.beta * (k // cfg.renew_every + 1) / n_renewals
 
     def _q_batch(self, idx: Tensor, next_support: Tensor) -> dict:
         d = self.data
@@ -200,8 +226,9 @@ class QIPO:
         if "support" not in batch:  # phase 2
             loss = self._td(batch["q"])
             return loss, {"loss": loss.detach(), "q_loss": loss.detach(), "phase": code}
-        loss, g = qipo_policy_loss(self.policy, batch["obs"], batch["support"], batch["support_q"], cfg.beta,
-                                   weight_all_actions=cfg.weight_all_actions, weight_cap=cfg.weight_cap, generator=generator)
+        loss, g = qipo_policy_loss(self.policy, batch["obs"], batch["support"], batch["support_q"], batch.get("beta", cfg.beta),
+                                   weight_all_actions=cfg.weight_all_actions, weight_cap=cfg.weight_cap, q_norm=cfg.q_norm,
+                                   generator=generator)
         logs = {"policy_loss": loss.detach(), "phase": code,
                 "per_state_ess": effective_sample_size(g, dim=-1).mean()}
         if "q" in batch:
@@ -262,7 +289,7 @@ class QIPO:
             o = o[None]
         if o.shape[1] != self.data.obs_dim:
             raise DataError(f"observation has shape {tuple(o.shape)}; accepted: (B, {self.data.obs_dim})")
-        a = self.policy.sample(o, n, generator=self.gen)
+        a = self.policy.sample(o, n, generator=self.gen, sampler=self.act_sampler)
         if n > 1:
             best = self.q_value(o, a).argmax(1)
             a = a[torch.arange(o.shape[0]), best][:, None]

@@ -9,4 +9,4 @@ def register(sub: argparse._SubParsersAction) -> None:
     from agm.command_line import add_method
     from agm.methods.flowmaps.run import RECIPE
 
-    add_method(sub, RECIPE, help="generalised flow maps on the sphere, flat torus and hyperbolic plane (few-step sampling)")
+    add_method(sub, RECIPE, help="generalised flow maps on the sphere, flat torus, SO(3) and hyperbolic plane (few-step sampling)")

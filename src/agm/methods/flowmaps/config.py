@@ -1,7 +1,8 @@
 """Flow maps' config: one dataclass that is the method's defaults, its YAML schema and its command-line options
 (``agm flowmaps train --help`` lists every key with its type and default). See docs/flowmaps.md.
 
-Built-in data sets (``data.name``): ``sphere_vmf``, ``torus_wrapped``, ``hyperbolic_mixture``; a user's file
+Built-in data sets (``data.name``): ``sphere_vmf``, ``torus_wrapped``, ``hyperbolic_mixture``, ``so3_mixture`` and the
+earth-like sets ``earth_volcano|earthquake|flood|fire`` on S^2; a user's file
 with ``data.path`` (``--data FILE``) and ``data.manifold`` = sphere (latitude/longitude in degrees) or torus
 (angles). Points on a manifold are never standardised: an affine map of latitude/longitude or of angles would
 leave the manifold, so ``data.standardise=true`` is refused.
@@ -16,8 +17,9 @@ from typing import Any, Optional
 from agm.errors import ConfigError, check_choice, check_positive
 from agm.training.config import TrainConfig, build_config, validate_config
 
-METHODS = ("rfm", "lagrangian", "eulerian", "progressive")
-SYNTHETIC_SETS = ("sphere_vmf", "torus_wrapped", "hyperbolic_mixture")
+METHODS = ("rfm", "lagrangian", "eulerian", "progressive", "meanflow")
+SYNTHETIC_SETS = ("sphere_vmf", "torus_wrapped", "hyperbolic_mixture", "so3_mixture",
+                  "earth_volcano", "earth_earthquake", "earth_flood", "earth_fire")
 FILE_MANIFOLDS = ("sphere", "torus")
 
 #: The one default learning rate, chosen by measurement (docs/flowmaps.md, "Learning rate"): constant lr on the
@@ -31,7 +33,7 @@ def _train_defaults() -> TrainConfig:
 
 @dataclass
 class DataConfig:
-    name: str = "sphere_vmf"  # built-in set (sphere_vmf | torus_wrapped | hyperbolic_mixture) or 'file'
+    name: str = "sphere_vmf"  # built-in set (sphere_vmf | torus_wrapped | hyperbolic_mixture | so3_mixture | earth_volcano | earth_earthquake | earth_flood | earth_fire) or 'file'
     path: Optional[str] = None  # user file (.csv/.tsv/.txt/.npy); sets name='file' and needs data.manifold
     manifold: Optional[str] = None  # user files: sphere (latitude, longitude in degrees) | torus (one angle a column)
     columns: list = field(default_factory=list)  # user files: columns to read, names or 0-based indices (sphere: [lat, lon])
@@ -54,6 +56,7 @@ class ObjectiveConfig:
     diag_fraction: float = 0.75  # share of the batch on the diagonal s = t (RFM term); the rest self-distils
     st_sampling: str = "scaled"  # off-diagonal times: scaled (t ~ U, s = t U) | sorted (sorted pair of uniforms)
     midpoint: str = "mid"  # G-PSD intermediate time: mid ((s + t) / 2) | uniform (u ~ U[s, t])
+    mf_norm_p: float = 0.0  # G-MF (meanflow): MeanFlow's adaptive loss weight power p (0 = plain squared error)
 
 
 @dataclass
@@ -70,7 +73,7 @@ class EvalConfig:
 
 @dataclass
 class Config:
-    method: str = "lagrangian"  # rfm (Riemannian flow matching baseline) | lagrangian (G-LSD) | eulerian (G-ESD) | progressive (G-PSD)
+    method: str = "lagrangian"  # rfm (Riemannian flow matching baseline) | lagrangian (G-LSD) | eulerian (G-ESD) | progressive (G-PSD) | meanflow (G-MF)
     seed: int = 0
     data: DataConfig = field(default_factory=DataConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
@@ -92,6 +95,8 @@ class Config:
             raise ConfigError(f"train.batch_size={self.train.batch_size!r} must be >= 2 (the batch is split into the RFM and self-distillation terms)")
         if not 0 < self.objective.diag_fraction < 1:
             raise ConfigError(f"objective.diag_fraction={self.objective.diag_fraction!r} must be in (0, 1)")
+        if self.objective.mf_norm_p < 0:
+            raise ConfigError(f"objective.mf_norm_p={self.objective.mf_norm_p!r} must be >= 0")
         if not 0 < self.data.test_fraction < 1:
             raise ConfigError(f"data.test_fraction={self.data.test_fraction!r} must be in (0, 1)")
         if self.data.standardise:

@@ -57,8 +57,9 @@ class FlowMapRecipe(Recipe):
     builtin_dir = None
     default_config = None
     description = ("Generalised flow maps on Riemannian manifolds (GFM, arXiv 2510.21608): few-step generation on the sphere, "
-                   "the flat torus and the hyperbolic plane; method=rfm is the many-step Riemannian flow-matching baseline. "
-                   "Built-in sets: data.name=sphere_vmf|torus_wrapped|hyperbolic_mixture; a user file: --data FILE "
+                   "the flat torus, SO(3) and the hyperbolic plane; method=rfm is the many-step Riemannian flow-matching baseline, "
+                   "method=meanflow our Riemannian MeanFlow. Built-in sets: data.name=sphere_vmf|torus_wrapped|hyperbolic_mixture|"
+                   "so3_mixture|earth_volcano|earth_earthquake|earth_flood|earth_fire; a user file: --data FILE "
                    "data.manifold=sphere|torus (never standardised). See docs/flowmaps.md.")
     sample_options = {
         "steps": (int, None, "network evaluations: flow-map steps (map) or Euler steps (ode) (default: the run's sample.steps)"),

@@ -52,7 +52,7 @@ class FlowMapMethod:
         self.manifold, self.cfg = manifold, cfg
         self.flow_map = build_flow_map(manifold, cfg)
         o = cfg.objective
-        self.objective = FlowMapObjective(GeodesicPath(manifold), cfg.method, o.diag_fraction, o.st_sampling, o.midpoint)
+        self.objective = FlowMapObjective(GeodesicPath(manifold), cfg.method, o.diag_fraction, o.st_sampling, o.midpoint, o.mf_norm_p)
 
     def networks(self) -> dict[str, nn.Module]:
         return {"flow_map": self.flow_map}

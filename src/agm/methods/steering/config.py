@@ -64,6 +64,7 @@ class SOCConfig:
     loss_clip: Optional[float] = None  # adjoint matching: per-term clip LCT
     pool: int = 60000  # base ODE samples; the exact optimum is drawn from them by rejection
     rwr_pool: int = 20000  # independent base samples for reward_weighted_regression
+    lr: Optional[float] = None  # learning rate of the fine-tuned net; None: the measured per-loss default (soc.SOC_DEFAULT_LR)
 
 
 @dataclass
@@ -79,7 +80,10 @@ class EvalConfig:
 
 
 def _soc_train() -> TrainConfig:
-    return TrainConfig(steps=600, batch_size=64, lr=3e-3, grad_clip=1.0, ema_decay=0.999, log_every=50, ckpt_every=200, device="cpu")
+    # train.lr is not used by SOC fine-tuning (its one trained network takes soc.lr or the per-loss default);
+    # cosine decay as in the learning-rate sweep of docs/steering.md
+    return TrainConfig(steps=600, batch_size=64, lr=3e-3, grad_clip=1.0, ema_decay=0.999, log_every=50, ckpt_every=200, device="cpu",
+                       schedule="cosine")
 
 
 def _validate_common(cfg) -> None:
@@ -132,6 +136,8 @@ class SteeringConfig:
             check_positive("soc.offset", self.soc.offset, allow_zero=True)
         if self.soc.loss_clip is not None:
             check_positive("soc.loss_clip", self.soc.loss_clip)
+        if self.soc.lr is not None:
+            check_positive("soc.lr", self.soc.lr)
         return self
 
 

@@ -150,6 +150,12 @@ class SOCRecipe(Recipe):
                             base_pool=self._state["rwr_pool"])
         return SOCFineTuning(prob, cfg.soc.loss)
 
+    def lrs(self, cfg: SteeringConfig) -> dict[str, float]:
+        """The fine-tuned net's learning rate: soc.lr, else the measured per-loss default (docs/steering.md)."""
+        from agm.methods.steering.soc import SOC_DEFAULT_LR
+
+        return {"ft": SOC_DEFAULT_LR[cfg.soc.loss] if cfg.soc.lr is None else cfg.soc.lr}
+
     def sampler_networks(self, cfg: SteeringConfig, meta: dict[str, Any]) -> dict[str, nn.Module]:
         return {"ft": _velocity(meta["data_shape"][0], meta["hidden"], meta["depth"])}
 

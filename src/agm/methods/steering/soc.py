@@ -32,33 +32,116 @@ Reward = Callable[[Tensor], Tensor]
 
 SOC_LOSSES = ("adjoint_matching", "log_variance", "cross_entropy", "relative_entropy", "reward_weighted_regression")
 LAST_STEPS = ("noiseless_base", "noisy")
+#: per-loss default learning rate (Adam, grad-norm clip 1, cosine decay to 0): the lowest mean W2 to the analytic
+#: tilt over 5 seeds in the sweep of experiments/steering/soc_sweep.py (lrs 1e-3..3e-2; adjoint matching is flat
+#: over 3e-3..3e-2; experiments/results/steering_soc_sweep.json, docs/steering.md)
+SOC_DEFAULT_LR: dict[str, float] = {"adjoint_matching": 3e-3, "log_variance": 1e-2, "cross_entropy": 1e-2, "relative_entropy": 1e-2,
+                                    "reward_weighted_regression": 1e-2}
 TIME_SUBSAMPLING = ("all", "am")
 
 
 class MemorylessSchedule:
-    """Memoryless noise schedule of linear FM (arXiv 2409.08861, Thm. 1):
+    """Memoryless noise schedule (arXiv 2409.08861, Thm. 1: sigma(t)^2 = 2 eta_t) of the Gaussian path
+    x_t = t x1 + beta_t x0 with beta_t^2 = (1 - t)^2 + s^2 t (1 - t):
 
-        sigma(t) = sqrt(2 (1 - t + h) / (t + h)),  kappa(t) = 1 / (t + h),  b(x, t) = 2 v(x, t) - kappa(t) x.
+        sigma(t)^2 = 2 (1 - t + h) / (t + h) + s^2,  kappa(t) = 1 / (t + h),  b(x, t) = 2 v(x, t) - kappa(t) x.
 
-    ``offset`` h = 0 gives sigma^2 = 2 eta_t exactly (eta_t = (1 - t)/t); the default is h = 1/K.
+    ``bridge_sigma`` s = 0 (default) is linear FM (beta_t = 1 - t). s > 0 is the marginal path of a Brownian
+    bridge with noise s (the models of ``agm train``, whose drift :class:`BridgeVelocity` turns into the
+    velocity v of that path); then eta_t = beta_t (kappa_t beta_t - beta_t') = (1 - t)/t + s^2 / 2 (docs/steering.md).
+    ``offset`` h = 0 gives sigma^2 = 2 eta_t exactly; the default is h = 1/K.
     """
 
-    def __init__(self, offset: float = 0.025) -> None:
+    def __init__(self, offset: float = 0.025, bridge_sigma: float = 0.0) -> None:
         check_positive("offset", float(offset), allow_zero=True)
+        check_positive("bridge_sigma", float(bridge_sigma), allow_zero=True)
         self.offset = float(offset)
+        self.bridge_sigma = float(bridge_sigma)
 
     def sigma(self, t: Tensor) -> Tensor:
         h = self.offset
-        return torch.sqrt(2 * (1 - t + h) / (t + h))
+        return torch.sqrt(2 * (1 - t + h) / (t + h) + self.bridge_sigma**2)
 
     def kappa(self, t: Tensor) -> Tensor:
         return 1.0 / (t + self.offset)
 
     def eta(self, t: Tensor) -> Tensor:
-        return (1 - t) / t
+        return (1 - t) / t + 0.5 * self.bridge_sigma**2
 
     def drift(self, v: Tensor, x: Tensor, t: Tensor) -> Tensor:
         return 2 * v - self.kappa(t).reshape(-1, 1) * x
+
+
+class ResidualVelocity(nn.Module):
+    """v_ft(x, t) = v_base(x, t) + delta(x, t) with a trainable ``delta`` whose last linear layer starts at zero,
+    so v_ft = v_base at initialisation (arXiv 2409.08861 initialises the fine-tuned model as a copy of the base).
+    For a base without parameters (a closed-form velocity) or when only a small head should be trained. The base
+    is frozen (its x-derivative still flows)."""
+
+    def __init__(self, base: nn.Module, delta: nn.Module) -> None:
+        super().__init__()
+        self.base, self.delta = base, delta
+        for p in self.base.parameters():
+            p.requires_grad_(False)
+        last = [m for m in delta.modules() if isinstance(m, nn.Linear)]
+        if not last:
+            raise ConfigError("ResidualVelocity: delta has no nn.Linear layer to initialise at zero")
+        with torch.no_grad():
+            last[-1].weight.zero_()
+            if last[-1].bias is not None:
+                last[-1].bias.zero_()
+        self.dim = getattr(base, "dim", getattr(delta, "dim", None))
+
+    def forward(self, x: Tensor, t: Tensor) -> Tensor:
+        return self.base(x, t) + self.delta(x, t)
+
+
+class BridgeVelocity(nn.Module):
+    """The probability-flow velocity of a Brownian-bridge drift model (``agm train``; path x_t = t x1 + (1 - t) x0
+    + s sqrt(t (1 - t)) z, drift b(x, t) = E[(x1 - x)/(1 - t) | x_t = x], bridge noise s = ``bridge_sigma``):
+
+        m = x + (1 - t) b   (the denoiser E[x1 | x_t = x]),   v = m + (beta_t' / beta_t)(x - t m),
+        beta_t^2 = (1 - t)^2 + s^2 t (1 - t),   beta_t beta_t' = -(1 - t) + s^2 (1 - 2 t) / 2.
+
+    v has the model's marginals (dX = v dt); with s = 0 it is b itself. Use it with
+    ``MemorylessSchedule(bridge_sigma=s)``. Fine-tuning a copy of the drift network inside it gives a fine-tuned
+    bridge drift, sampled with the model's own Euler-Maruyama sampler (noise s)."""
+
+    def __init__(self, drift: nn.Module, bridge_sigma: float, t_max: float = 0.999) -> None:
+        super().__init__()
+        check_positive("bridge_sigma", float(bridge_sigma), allow_zero=True)
+        self.drift, self.s, self.t_max = drift, float(bridge_sigma), float(t_max)
+
+    def _coef(self, t: Tensor, x: Tensor) -> tuple[Tensor, Tensor]:
+        from agm.tensors import expand_time
+
+        tb = expand_time(t, x).clamp(max=self.t_max)
+        beta2 = (1 - tb) ** 2 + self.s**2 * tb * (1 - tb)
+        return tb, (-(1 - tb) + 0.5 * self.s**2 * (1 - 2 * tb)) / beta2
+
+    def forward(self, x: Tensor, t: Tensor) -> Tensor:
+        if t.dim() == 0:
+            t = t.expand(x.shape[0])
+        tb, c = self._coef(t, x)
+        m = x + (1 - tb) * self.drift(x, t)
+        return m + c * (x - tb * m)
+
+
+class FlatField(nn.Module):
+    """A field on images (B, *shape) seen as one on flat vectors (B, D), D = prod(shape): the SOC code works on
+    (B, D) states."""
+
+    def __init__(self, net: nn.Module, shape: tuple[int, ...] | list[int]) -> None:
+        super().__init__()
+        self.net, self.shape = net, tuple(int(s) for s in shape)
+        self.dim = 1
+        for s in self.shape:
+            self.dim *= s
+
+    def forward(self, x: Tensor, t: Tensor) -> Tensor:
+        if t.dim() == 0:
+            t = t.expand(x.shape[0])
+        return self.net(x.reshape(x.shape[0], *self.shape), t).reshape(x.shape[0], -1)
 
 
 @dataclass
@@ -117,6 +200,13 @@ class SOCProblem:
             p.requires_grad_(False)
 
     # ------------------------------------------------------------------ dynamics
+    @property
+    def device(self) -> torch.device:
+        """Device of the fine-tuned model (rollouts are drawn there)."""
+        for tensor in (*self.ft.parameters(), *self.ft.buffers()):
+            return tensor.device
+        return torch.device("cpu")
+
     def times(self) -> Tensor:
         return torch.linspace(0.0, 1.0, self.steps + 1)
 
@@ -131,9 +221,10 @@ class SOCProblem:
         """Memoryless Euler-Maruyama rollout of the CURRENT fine-tuned model:
         X_{k+1} = X_k + h (2 v_ft - kappa X_k) + sigma(t_k) sqrt(h) xi_k   (arXiv 2409.08861).
         Detached unless ``differentiable`` (discrete adjoint / relative entropy)."""
-        ts = self.times()
+        dev = self.device if generator is None else generator.device
+        ts = self.times().to(dev)
         h = 1.0 / self.steps
-        x = torch.randn(n, self.dim, generator=generator) if x0 is None else x0
+        x = torch.randn(n, self.dim, generator=generator, device=dev) if x0 is None else x0
         xs, dbs, noisy = [x], [], []
         with torch.set_grad_enabled(differentiable):
             for k in range(self.steps):
@@ -144,7 +235,7 @@ class SOCProblem:
                     dbs.append(torch.zeros_like(x))
                     noisy.append(False)
                 else:
-                    db = torch.randn(x.shape, generator=generator) * h**0.5
+                    db = torch.randn(x.shape, generator=generator, device=x.device) * h**0.5
                     x = x + h * self.schedule.drift(self.ft(x, t), x, t) + self.schedule.sigma(t).reshape(-1, 1) * db
                     dbs.append(db)
                     noisy.append(True)
@@ -186,7 +277,8 @@ class SOCProblem:
         n_first = max(1, round(3 * self.steps / 4))
         last = [k for k in ks if k >= self.steps - n_last]
         first = [k for k in ks if k < n_first]
-        perm = torch.randperm(len(first), generator=generator)[: min(n_last, len(first))]
+        dev = "cpu" if generator is None else generator.device
+        perm = torch.randperm(len(first), generator=generator, device=dev)[: min(n_last, len(first))]
         return sorted(set(last) | {first[i] for i in perm.tolist()})
 
     def _noisy_mask(self) -> Tensor:
@@ -242,11 +334,13 @@ class SOCProblem:
         if name == "reward_weighted_regression":
             if self.base_pool is None:
                 raise ConfigError("soc.loss='reward_weighted_regression' needs base_pool (samples of the base model)")
-            x1 = self.base_pool[torch.randint(0, self.base_pool.shape[0], (batch,), generator=generator)]
+            dev = "cpu" if generator is None else generator.device
+            idx = torch.randint(0, self.base_pool.shape[0], (batch,), generator=generator, device=dev)
+            x1 = self.base_pool.to(dev)[idx]
             wlog = self.reward_multiplier * self.terminal_reward(x1)
             w = torch.softmax(wlog, 0) * batch
-            x0 = torch.randn(x1.shape, generator=generator)
-            t = torch.rand(batch, generator=generator)
+            x0 = torch.randn(x1.shape, generator=generator, device=dev)
+            t = torch.rand(batch, generator=generator, device=dev)
             xt = t[:, None] * x1 + (1 - t[:, None]) * x0
             info["ess"] = float(batch**2 / w.pow(2).sum())
             return w * (self.ft(xt, t) - (x1 - x0)).pow(2).mean(1), info
@@ -284,21 +378,25 @@ def finetune(
     *,
     iterations: int = 300,
     batch: int = 128,
-    lr: float = 1e-3,
+    lr: float | None = None,
     grad_clip: float = 1.0,
     seed: int = 0,
+    lr_schedule: str = "constant",
+    device: str = "cpu",
     callback: Callable[[int, float, dict], None] | None = None,
 ) -> list[float]:
     """Fit the fine-tuned velocity with loss ``loss_name`` (mean over the batch of the per-sample losses) through
-    the shared Trainer (AdamW without weight decay, grad-norm clip; no EMA). Returns the loss history;
-    ``callback(iteration, loss, logs)`` is called after every step."""
+    the shared Trainer (AdamW without weight decay, grad-norm clip, ``lr_schedule`` constant | cosine | linear;
+    no EMA). Returns the loss history; ``callback(iteration, loss, logs)`` is called after every step.
+    ``lr=None`` takes the measured per-loss default ``SOC_DEFAULT_LR[loss_name]`` (docs/steering.md)."""
     check_positive("iterations", iterations, integer=True)
     from agm.methods.steering.fitting import SOCFineTuning, _dummy_batches, fit, train_config
 
     cb = None
     if callback is not None:
         cb = lambda step, rec: callback(step - 1, float(rec["loss"]), rec)  # noqa: E731
-    cfg = train_config(steps=iterations, batch_size=batch, lr=lr, grad_clip=grad_clip or 0.0)
+    lr = SOC_DEFAULT_LR[loss_name] if lr is None else lr
+    cfg = train_config(steps=iterations, batch_size=batch, lr=lr, grad_clip=grad_clip or 0.0, schedule=lr_schedule, device=device)
     _, records = fit(SOCFineTuning(problem, loss_name), _dummy_batches(batch), cfg, seed=seed, callback=cb)
     hist = [float(r["loss"]) for r in records]
     return hist

@@ -33,6 +33,7 @@ from agm.methods.bellman.rl.envs import check_returns
 
 POINTS = ("uniform", "target")
 ACTION_SELECTION = ("target", "double")
+TARGET_EVAL = ("grid", "exact")
 
 
 def bellman_field_targets(
@@ -67,8 +68,9 @@ class ReturnField(nn.Module):
     w_k = pi k / 2, a Fourier embedding of the normalised return (as IQN embeds quantile levels; Dabney et al.
     2018). Both cos and sin are needed: a cosine-only embedding is even in z~, so every field would be
     symmetric about the centre of the return range and all Q-values would equal that centre. The
-    product form (our choice) makes a field on a grid of K returns cost one trunk pass per state plus
-    K x H multiplications, and keeps F smooth in z so that g = dF/dz-type targets are representable.
+    product form (our choice) separates state and return: phi is computed once per state and psi once per
+    return point, so a field at M points shared by a batch costs B + M trunk passes and one (B, H) x (H, M)
+    product per action (:meth:`at_action`, :meth:`all_actions`), instead of B x M embedding passes.
     """
 
     def __init__(self, obs_dim: int, n_actions: int, hidden: tuple[int, ...] = (120, 84), n_cos: int = 64) -> None:
@@ -78,11 +80,27 @@ class ReturnField(nn.Module):
         self.psi = nn.Sequential(nn.Linear(2 * n_cos, h), nn.SiLU())
         self.head = nn.Linear(h, n_actions)
         self.register_buffer("freqs", math.pi * torch.arange(1, n_cos + 1, dtype=torch.float32) / 2.0)
+        self._grid_cache: tuple | None = None
 
     def embed_z(self, z: Tensor) -> Tensor:
         """psi(z), shape (*z.shape, H); z in normalised units (|z| <~ 2)."""
         arg = z[..., None] * self.freqs
         return self.psi(torch.cat([torch.cos(arg), torch.sin(arg)], dim=-1))
+
+    def at_action(self, ph: Tensor, psi: Tensor, actions: Tensor) -> Tensor:
+        """F(s_b, z_m)_{a_b} from state features ph (B, H), return features psi (M, H) shared by the batch or
+        (B, M, H) per transition, and one action per row (B,): shape (B, M)."""
+        wa = self.head.weight[actions] * ph  # (B, H)
+        if psi.dim() == 2:
+            out = wa @ psi.T
+        else:
+            out = (wa[:, None, :] * psi).sum(-1)
+        return out + self.head.bias[actions][:, None]
+
+    def all_actions(self, ph: Tensor, psi: Tensor) -> Tensor:
+        """F(s_b, z_k)_a for every action from ph (B, H) and shared psi (K, H): shape (B, K, |A|), one product."""
+        wa = ph[:, None, :] * self.head.weight[None]  # (B, A, H)
+        return (wa @ psi.T).transpose(1, 2) + self.head.bias
 
     def forward(self, obs: Tensor, z: Tensor) -> Tensor:
         """obs (B, D), z (B,) -> (B, |A|); or z (B, M) -> (B, M, |A|)."""
@@ -91,16 +109,44 @@ class ReturnField(nn.Module):
             return self.head(ph[:, None, :] * self.embed_z(z))
         return self.head(ph * self.embed_z(z))
 
+    def grid_embedding(self, grid: Tensor) -> Tensor:
+        """psi(grid) (K, H); without autograd it is cached until psi's parameters change (in-place Adam steps and
+        load_state_dict bump their version counters), so acting costs one trunk pass per step."""
+        if torch.is_grad_enabled():
+            return self.embed_z(grid)
+        key = (grid.data_ptr(), grid.shape, *(p._version for p in self.psi.parameters()), *(id(p) for p in self.psi.parameters()))
+        if self._grid_cache is None or self._grid_cache[0] != key:
+            self._grid_cache = (key, self.embed_z(grid))
+        return self._grid_cache[1]
+
     def on_grid(self, obs: Tensor, grid: Tensor) -> Tensor:
         """Field values for every obs at every grid point: (B, K, |A|)."""
-        return self.head(self.phi(obs)[:, None, :] * self.embed_z(grid)[None, :, :])
+        return self.all_actions(self.phi(obs), self.grid_embedding(grid))
+
+
+def interp_on_grid(values: Tensor, u: Tensor, lo: float, hi: float) -> Tensor:
+    """Linear interpolation of ``values`` (B, K), given on K uniform points of [lo, hi], at u (B, M); 0 outside [lo, hi]."""
+    k = values.shape[1]
+    pos = (u - lo) * ((k - 1) / (hi - lo))
+    i0 = pos.floor().clamp(0, k - 2)
+    w = (pos - i0).clamp(0.0, 1.0)
+    i0 = i0.long()
+    out = values.gather(1, i0) * (1.0 - w) + values.gather(1, i0 + 1) * w
+    return out * ((u >= lo) & (u <= hi)).to(out.dtype)
 
 
 @dataclass
 class BDConfig:
     """Bellman Diffusion agent settings (docs/bellman.md). Returns are normalised to
     z~ = (z - c)/kappa with c = (v_max + v_min)/2, kappa = (v_max - v_min)/2; eps_T is a variance
-    in normalised units (default sigma_T = 0.05)."""
+    in normalised units (default sigma_T = 0.05).
+
+    Cost options (docs/bellman.md, "one update's cost"): ``shared_points`` draws the M evaluation points once per
+    batch (stratified: one uniform draw in each of M equal cells of [lo, hi]) instead of M per transition, so
+    the return embedding runs on M points, not B x M; ``target_eval='grid'`` reads the target fields at
+    u = (z - r)/gamma by linear interpolation from the grid that the greedy a* needs anyway (one target
+    forward for all actions), 'exact' evaluates the target networks at u (the former update; with
+    ``shared_points=False`` it is the update of commit d19f6a4). ``adam_eps`` is Adam's epsilon."""
 
     v_min: float = -10.0
     v_max: float = 110.0
@@ -114,6 +160,9 @@ class BDConfig:
     points: str = "uniform"
     action_selection: str = "target"
     margin: float = 0.1
+    shared_points: bool = True
+    target_eval: str = "grid"
+    adam_eps: float = 1e-8
 
     def __post_init__(self) -> None:
         if not self.v_max > self.v_min:
@@ -128,6 +177,10 @@ class BDConfig:
         check_positive("bd.margin", self.margin, allow_zero=True)
         check_choice("bd.points", self.points, POINTS)
         check_choice("bd.action_selection", self.action_selection, ACTION_SELECTION)
+        check_choice("bd.target_eval", self.target_eval, TARGET_EVAL)
+        check_positive("bd.adam_eps", self.adam_eps)
+        if self.grid_size < 2:
+            raise ConfigError(f"bd.grid_size={self.grid_size!r} is not accepted; it must be >= 2")
 
     @property
     def center(self) -> float:
@@ -149,7 +202,7 @@ class BellmanDiffusionAgent:
         self.f, self.g = ReturnField(obs_dim, n_actions, cfg.hidden), ReturnField(obs_dim, n_actions, cfg.hidden)
         self.f_tgt, self.g_tgt = ReturnField(obs_dim, n_actions, cfg.hidden), ReturnField(obs_dim, n_actions, cfg.hidden)
         self.sync_target()
-        self.opt = torch.optim.Adam(list(self.f.parameters()) + list(self.g.parameters()), lr=cfg.lr)
+        self.opt = torch.optim.Adam(list(self.f.parameters()) + list(self.g.parameters()), lr=cfg.lr, eps=cfg.adam_eps)
 
     # --- return units ---------------------------------------------------------------------------
     def normalise_reward(self, r: Tensor) -> Tensor:
@@ -183,12 +236,17 @@ class BellmanDiffusionAgent:
         B, M = obs.shape[0], cfg.n_points
         idx = torch.arange(B)
         with torch.no_grad():
-            f_next_grid = self.f_tgt.on_grid(nobs, self.grid)  # (B, K, A)
+            ph_f, ph_g = self.f_tgt.phi(nobs), self.g_tgt.phi(nobs)
+            f_next_grid = self.f_tgt.all_actions(ph_f, self.f_tgt.grid_embedding(self.grid))  # (B, K, A): all actions at once
             if cfg.action_selection == "double":
                 a_star = self.q_from_fields(self.f.on_grid(nobs, self.grid)).argmax(-1)
             else:
                 a_star = self.q_from_fields(f_next_grid).argmax(-1)
-            z = self.lo + (self.hi - self.lo) * torch.rand(B, M)
+            per_transition = cfg.points == "target" or not cfg.shared_points
+            if per_transition:
+                z = self.lo + (self.hi - self.lo) * torch.rand(B, M)
+            else:  # M stratified points shared by the batch
+                z = self.lo + (self.hi - self.lo) * (torch.arange(M) + torch.rand(M)) / M
             if cfg.points == "target":
                 # half the points from the target law r + gamma Z' (terminal: r + N(0, eps_T))
                 w = f_next_grid[idx, :, a_star].clamp_min(0.0) + 1e-12
@@ -197,15 +255,21 @@ class BellmanDiffusionAgent:
                 zs = self.grid[j] + dz * (torch.rand(B, M // 2) - 0.5)
                 zt = torch.where(term[:, None] > 0, r_term[:, None] + math.sqrt(cfg.eps_T) * torch.randn(B, M // 2), r[:, None] + cfg.gamma * zs)
                 z = torch.cat([z[:, : M - M // 2], zt], dim=1)
-            u = (z - r[:, None]) / cfg.gamma
+            zb = z if z.dim() == 2 else z.expand(B, M)
+            u = (zb - r[:, None]) / cfg.gamma
             # the fields live on [lo, hi]; outside it the return density is taken as 0 (the Fourier embedding is
             # periodic with period 4, so a network value there would be a wrapped-around copy, not an extrapolation)
-            inside = ((u >= self.lo) & (u <= self.hi)).to(u.dtype)
-            f_next = self.f_tgt(nobs, u)[idx, :, a_star] * inside
-            g_next = self.g_tgt(nobs, u)[idx, :, a_star] * inside
-            y_f, y_g = bellman_field_targets(f_next, g_next, z, r, term, cfg.gamma, cfg.eps_T, terminal_returns=r_term)
-        pf = self.f(obs, z)[idx, :, a]
-        pg = self.g(obs, z)[idx, :, a]
+            if cfg.target_eval == "grid":
+                f_next = interp_on_grid(f_next_grid[idx, :, a_star], u, self.lo, self.hi)
+                g_grid = self.g_tgt.at_action(ph_g, self.g_tgt.grid_embedding(self.grid), a_star)
+                g_next = interp_on_grid(g_grid, u, self.lo, self.hi)
+            else:
+                inside = ((u >= self.lo) & (u <= self.hi)).to(u.dtype)
+                f_next = self.f_tgt.at_action(ph_f, self.f_tgt.embed_z(u), a_star) * inside
+                g_next = self.g_tgt.at_action(ph_g, self.g_tgt.embed_z(u), a_star) * inside
+            y_f, y_g = bellman_field_targets(f_next, g_next, zb, r, term, cfg.gamma, cfg.eps_T, terminal_returns=r_term)
+        pf = self.f.at_action(self.f.phi(obs), self.f.embed_z(z), a)
+        pg = self.g.at_action(self.g.phi(obs), self.g.embed_z(z), a)
         loss = (pf - y_f).pow(2).mean() + cfg.grad_weight * (pg - y_g).pow(2).mean()
         self.opt.zero_grad(set_to_none=True)
         loss.backward()

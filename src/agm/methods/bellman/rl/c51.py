@@ -8,6 +8,11 @@ Algorithm 1. Support z_j = V_min + j dz, j = 0..N-1, dz = (V_max - V_min)/(N - 1
     m_l += p_j(s', a*) (u - b_j),   m_u += p_j(s', a*) (b_j - l)    (when l = u the whole mass goes to l)
 
 loss = cross-entropy  - sum_i m_i log p_i(s, a).
+
+CleanRL's c51.py (v1.2.0) differs from this file in two places, both config options here: Adam's epsilon is
+0.01 / batch_size (``adam_eps=None``, the default, does the same; this file used 0.01 / 32 before, which at
+batch 128 is 4x CleanRL's), and its loss is - sum_i m_i log clamp(p_i, 1e-5, 1 - 1e-5) (``loss='clamped_log'``;
+the clamp zeroes the gradient of atoms with p_i < 1e-5) where ours is the log-softmax (``loss='log_softmax'``).
 """
 from __future__ import annotations
 
@@ -16,7 +21,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
-from agm.errors import ConfigError, check_positive
+from agm.errors import ConfigError, check_choice, check_positive
 from agm.methods.bellman.rl.envs import check_returns
 
 
@@ -53,6 +58,9 @@ def categorical_projection(next_pmf: Tensor, rewards: Tensor, dones: Tensor, gam
     return out
 
 
+C51_LOSSES = ("log_softmax", "clamped_log")
+
+
 @dataclass
 class C51Config:
     """C51 settings (CleanRL names): atoms, value range, discount, learning rate, trunk widths."""
@@ -63,8 +71,13 @@ class C51Config:
     gamma: float = 0.99
     lr: float = 5e-4
     hidden: tuple[int, ...] = (120, 84)
+    adam_eps: float | None = None  # None: 0.01 / batch_size (CleanRL's)
+    loss: str = "log_softmax"  # log_softmax | clamped_log (CleanRL's)
 
     def __post_init__(self) -> None:
+        if self.adam_eps is not None:
+            check_positive("c51.adam_eps", self.adam_eps)
+        check_choice("c51.loss", self.loss, C51_LOSSES)
         check_positive("c51.n_atoms", self.n_atoms, integer=True)
         if self.n_atoms < 2:
             raise ConfigError(f"c51.n_atoms={self.n_atoms!r} is not accepted; it must be >= 2")
@@ -78,13 +91,15 @@ class C51Config:
 class C51Agent:
     """C51 agent: online and target categorical networks over |A| x N atoms."""
 
-    def __init__(self, obs_dim: int, n_actions: int, cfg: C51Config) -> None:
+    def __init__(self, obs_dim: int, n_actions: int, cfg: C51Config, batch_size: int = 128) -> None:
+        """``batch_size`` (the loop's) sets Adam's epsilon 0.01 / batch_size unless ``cfg.adam_eps`` is given."""
         self.cfg, self.n_actions = cfg, n_actions
         self.support = torch.linspace(cfg.v_min, cfg.v_max, cfg.n_atoms)
         self.net = mlp_trunk(obs_dim, cfg.hidden, n_actions * cfg.n_atoms)
         self.target = mlp_trunk(obs_dim, cfg.hidden, n_actions * cfg.n_atoms)
         self.target.load_state_dict(self.net.state_dict())
-        self.opt = torch.optim.Adam(self.net.parameters(), lr=cfg.lr, eps=0.01 / 32)
+        self.adam_eps = cfg.adam_eps if cfg.adam_eps is not None else 0.01 / batch_size
+        self.opt = torch.optim.Adam(self.net.parameters(), lr=cfg.lr, eps=self.adam_eps)
 
     def pmf(self, obs: Tensor, target: bool = False) -> Tensor:
         """Return-distribution probabilities, shape (B, |A|, N)."""
@@ -108,7 +123,11 @@ class C51Agent:
             next_pmf = next_pmf[torch.arange(len(a_star)), a_star]
             m = categorical_projection(next_pmf, batch["rewards"], batch["terminated"], self.cfg.gamma, self.support)
         logits = self.net(batch["obs"]).view(-1, self.n_actions, self.cfg.n_atoms)
-        logp = torch.log_softmax(logits[torch.arange(len(a_star)), batch["actions"]], dim=-1)
+        taken = logits[torch.arange(len(a_star)), batch["actions"]]
+        if self.cfg.loss == "clamped_log":
+            logp = torch.softmax(taken, dim=-1).clamp(1e-5, 1 - 1e-5).log()
+        else:
+            logp = torch.log_softmax(taken, dim=-1)
         loss = -(m * logp).sum(-1).mean()
         self.opt.zero_grad(set_to_none=True)
         loss.backward()

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import random
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 
 import numpy as np
 import torch
@@ -17,6 +17,7 @@ from agm.methods.bellman.rl.envs import check_reward, linear_schedule, make_env
 from agm.methods.bellman.rl.replay import ReplayBuffer
 
 AGENTS = ("c51", "bd")
+TIMING_KEYS = ("wall_s", "train_cpu_s", "train_wall_s", "episode_times", "eval_times")  # machine-dependent: not in record.json
 
 
 @dataclass
@@ -41,14 +42,15 @@ class LoopConfig:
         check_positive("loop.exploration_fraction", self.exploration_fraction)
 
 
-def build_agent(name: str, obs_dim: int, n_actions: int, agent_cfg: dict | None = None):
-    """'c51' -> C51Agent, 'bd' -> BellmanDiffusionAgent, with keyword settings from ``agent_cfg``."""
+def build_agent(name: str, obs_dim: int, n_actions: int, agent_cfg: dict | None = None, batch_size: int = 128):
+    """'c51' -> C51Agent, 'bd' -> BellmanDiffusionAgent, with keyword settings from ``agent_cfg``; ``batch_size``
+    (the loop's) sets C51's default Adam epsilon 0.01 / batch_size (CleanRL's)."""
     check_choice("agent", name, AGENTS)
     agent_cfg = dict(agent_cfg or {})
     if "hidden" in agent_cfg:
         agent_cfg["hidden"] = tuple(agent_cfg["hidden"])
     if name == "c51":
-        return C51Agent(obs_dim, n_actions, C51Config(**agent_cfg))
+        return C51Agent(obs_dim, n_actions, C51Config(**agent_cfg), batch_size=batch_size)
     return BellmanDiffusionAgent(obs_dim, n_actions, BDConfig(**agent_cfg))
 
 
@@ -94,7 +96,7 @@ def _run_loop(name, env_id, seed, loop, agent_cfg=None, env_kwargs=None, *, log=
     np.random.seed(seed)
     torch.manual_seed(seed)
     env, enc, n_actions = make_env(env_id, seed, **(env_kwargs or {}))
-    agent = build_agent(name, enc.dim, n_actions, agent_cfg)
+    agent = build_agent(name, enc.dim, n_actions, agent_cfg, batch_size=loop.batch_size)
     rb = ReplayBuffer(loop.buffer_size, enc.dim, seed)
     rng = np.random.default_rng(seed)
     st = {"step": 0, "episodes": [], "evals": [], "losses": [], "pending": [], "n_episodes": 0}
@@ -109,6 +111,10 @@ def _run_loop(name, env_id, seed, loop, agent_cfg=None, env_kwargs=None, *, log=
     o = enc(obs)
     ep_ret = 0.0
     t0 = time.time()
+    c0 = time.process_time()
+    eval_cpu = eval_wall = 0.0  # greedy evaluations are not training cost
+    times: list[tuple[float, float]] = []  # (training CPU s, training wall s) at each episode end of this process
+    eval_times: list[tuple[float, float]] = []  # the same at each greedy evaluation
     every = max(loop.total_steps // 20, 1)
     metrics = None if out_dir is None else open(out_dir / "metrics.jsonl", "a")
 
@@ -130,6 +136,7 @@ def _run_loop(name, env_id, seed, loop, agent_cfg=None, env_kwargs=None, *, log=
             o = no
             done = term or trunc
             if done:
+                times.append((time.process_time() - c0 - eval_cpu, time.time() - t0 - eval_wall))
                 st["episodes"].append((step + 1, ep_ret))
                 st["n_episodes"] += 1
                 if st["n_episodes"] % log_every == 0:
@@ -148,7 +155,11 @@ def _run_loop(name, env_id, seed, loop, agent_cfg=None, env_kwargs=None, *, log=
                 if step % loop.target_frequency == 0:
                     agent.sync_target()
             if loop.eval_every and loop.eval_episodes and (step + 1) % loop.eval_every == 0:
+                ce, we = time.process_time(), time.time()
+                eval_times.append((ce - c0 - eval_cpu, we - t0 - eval_wall))
                 ev = evaluate(agent, env_id, loop.eval_episodes, seed, env_kwargs)
+                eval_cpu += time.process_time() - ce
+                eval_wall += time.time() - we
                 st["evals"].append((step + 1, ev))
                 write({"step": step + 1, "eval_return": ev})
             step += 1
@@ -177,6 +188,10 @@ def _run_loop(name, env_id, seed, loop, agent_cfg=None, env_kwargs=None, *, log=
         "evals": [list(e) for e in st["evals"]],
         "final_loss": float(np.mean(st["losses"])) if st["losses"] else None,
         "wall_s": time.time() - t0,
+        "train_cpu_s": time.process_time() - c0 - eval_cpu,
+        "train_wall_s": time.time() - t0 - eval_wall,
+        "episode_times": [list(t) for t in times],
+        "eval_times": [list(t) for t in eval_times],
         "loop": asdict(loop),
         "agent_cfg": agent_cfg or {},
     }
@@ -284,7 +299,7 @@ def _run(cfg, out_dir, resume: bool) -> dict:
     _, rec = _run_loop(cfg.agent, cfg.env, cfg.seed, cfg.to_loop(), _agent_cfg_dict(cfg), out_dir=out_dir, ckpt_every=cfg.ckpt_every,
                        keep=cfg.keep_checkpoints, log_every=cfg.log_every, progress=cfg.progress, resume=resume)
     rec.pop("wall_s_total", None)
-    atomic_write_text(out_dir / "record.json", json.dumps({k: v for k, v in rec.items() if k != "wall_s"}, indent=1))
+    atomic_write_text(out_dir / "record.json", json.dumps({k: v for k, v in rec.items() if k not in TIMING_KEYS}, indent=1))
     return _summary(out_dir, rec)
 
 

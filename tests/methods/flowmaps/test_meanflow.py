@@ -1,0 +1,162 @@
+"""Riemannian MeanFlow (G-MF; docs/flowmaps.md (F9); MeanFlow arXiv 2505.13447, our Riemannian form) in the style of
+test_losses.py: the exact single-point flow map has zero loss on S^2 / T^2 / H^2 (and a perturbed one a positive loss),
+the Euclidean reduction equals MeanFlow's own loss and gradient (u regressed on sg[v + (t - s) du/ds]), the loss value
+is the squared norm of the total derivative, the objective wires it in, and a short run on one point converges."""
+import pytest
+import torch
+from torch import nn
+
+from agm.errors import ConfigError
+from agm.manifolds import Euclidean, FlatTorus, Lorentz, SO3, Sphere
+from agm.manifolds.base import jvp
+from agm.methods.flowmaps.losses import FlowMapObjective, meanflow_loss
+from agm.methods.flowmaps.nets import FlowMap, FlowMapMLP
+from agm.paths.geodesic import GeodesicPath
+
+F64 = torch.float64
+
+
+class SinglePointNet(nn.Module):
+    """Exact v_{s,t}(x) = log_x(x1) / (1 - s) for data = delta_{x1}; ``scale`` != 1 perturbs it."""
+
+    def __init__(self, m, x1, scale=1.0):
+        super().__init__()
+        self.m, self.x1, self.scale = m, x1, scale
+
+    def forward(self, s, t, x):
+        return self.scale * self.m.logmap(x, self.x1.expand_as(x)) / (1 - s).reshape(-1, 1)
+
+
+def times(n, seed):
+    g = torch.Generator().manual_seed(seed)
+    t = 0.05 + 0.85 * torch.rand(n, generator=g, dtype=F64)
+    return t * torch.rand(n, generator=g, dtype=F64), t
+
+
+def case(m, seed=0, n=64):
+    g = torch.Generator().manual_seed(seed)
+    x1 = m.random_base(1, generator=g, dtype=F64)
+    x0 = m.random_base(n, generator=g, dtype=F64)
+    if isinstance(m, Sphere):
+        x0 = x0[(x0 @ x1.T).squeeze(-1) > -0.9]
+    if isinstance(m, SO3):
+        x0 = x0[m.dist(x0, x1.expand_as(x0)) < 2.8]
+    return x0, x1.expand(x0.shape[0], -1)
+
+
+CASES = [Sphere(2), FlatTorus(2), Lorentz(2, head="project"), SO3()]
+
+
+@pytest.mark.parametrize("m", CASES, ids=lambda m: m.name)
+def test_exact_single_point_map_has_zero_meanflow_loss(m):
+    x0, x1 = case(m)
+    s, t = times(x0.shape[0], 1)
+    path = GeodesicPath(m)
+    exact = meanflow_loss(FlowMap(m, SinglePointNet(m, x1[:1])), path, x0, x1, s, t)
+    bad = meanflow_loss(FlowMap(m, SinglePointNet(m, x1[:1], 1.2)), path, x0, x1, s, t)
+    assert exact.abs().max() < (1e-8 if not isinstance(m, Lorentz) else 1e-6)
+    assert bad.mean() > 1e-3
+
+
+def test_euclidean_reduction_is_meanflow():
+    """In R^d: loss and gradient equal MeanFlow's ||u - sg[v + (t - s)(J_x u v + d_s u)]||^2, v = x1 - x0."""
+    m = Euclidean(2)
+    torch.manual_seed(0)
+    fm = FlowMap(m, FlowMapMLP(m, 32, 2, 2)).double()
+    g = torch.Generator().manual_seed(0)
+    x0 = torch.randn(64, 2, dtype=F64, generator=g)
+    x1 = torch.randn(64, 2, dtype=F64, generator=g) + 3
+    s, t = times(64, 2)
+    ours = meanflow_loss(fm, GeodesicPath(m), x0, x1, s, t)
+    grad_ours = torch.autograd.grad(ours.mean(), list(fm.parameters()))
+    zs = (1 - s[:, None]) * x0 + s[:, None] * x1
+    v = x1 - x0
+    u = fm.velocity(s, t, zs)
+    with torch.no_grad():
+        _, du = jvp(lambda zz, ss: fm.velocity(ss, t, zz), (zs, s), (v, torch.ones_like(s)))
+        target = v + (t - s)[:, None] * du
+    ref = ((u - target) ** 2).sum(-1)
+    grad_ref = torch.autograd.grad(ref.mean(), list(fm.parameters()))
+    assert torch.allclose(ours, ref, atol=1e-10)
+    assert max(float((a - b).abs().max()) for a, b in zip(grad_ours, grad_ref)) < 1e-10
+
+
+def test_value_is_the_squared_norm_of_the_total_derivative_on_the_sphere():
+    m = Sphere(2)
+    torch.manual_seed(1)
+    fm = FlowMap(m, FlowMapMLP(m, 16, 2)).double()
+    x0, x1 = case(m, 3)
+    s, t = times(x0.shape[0], 4)
+    path = GeodesicPath(m)
+    xst, d = jvp(lambda ss: fm(ss, t, path.point(x0, x1, ss)), (s,), (torch.ones_like(s),))
+    ref = m.sqnorm(xst, m.proju(xst, d))
+    ok = ((t - s) * ref.sqrt() < 3.0)  # inside the injectivity radius, where d(X, exp_X(h D)) = h |D|
+    assert torch.allclose(meanflow_loss(fm, path, x0, x1, s, t)[ok], ref[ok], rtol=1e-6, atol=1e-10)
+
+
+def test_gradient_flows_only_through_the_map():
+    """The stop-gradient: the loss's gradient equals that of d(X, fixed target)^2 / (t - s)^2."""
+    m = Sphere(2)
+    torch.manual_seed(2)
+    fm = FlowMap(m, FlowMapMLP(m, 16, 2)).double()
+    x0, x1 = case(m, 5, 16)
+    s, t = times(x0.shape[0], 6)
+    path = GeodesicPath(m)
+    g1 = torch.autograd.grad(meanflow_loss(fm, path, x0, x1, s, t).sum(), list(fm.parameters()))
+    with torch.no_grad():
+        xst, d = jvp(lambda ss: fm(ss, t, path.point(x0, x1, ss)), (s,), (torch.ones_like(s),))
+        target = m.expmap(xst, (t - s)[:, None] * m.proju(xst, d))
+    x = fm(s, t, path.point(x0, x1, s))
+    g2 = torch.autograd.grad((m.sqdist(x, target) / (t - s) ** 2).sum(), list(fm.parameters()))
+    assert max(float((a - b).abs().max()) for a, b in zip(g1, g2)) < 1e-10
+
+
+def test_adaptive_weight_and_objective():
+    m = Sphere(2)
+    fm = FlowMap(m, FlowMapMLP(m, 16, 2))
+    obj = FlowMapObjective(GeodesicPath(m), "meanflow", diag_fraction=0.75)
+    out = obj(fm, m.random_base(40), m.random_base(40), generator=torch.Generator().manual_seed(0))
+    assert out["diag"].shape == (30,) and out["sd"].shape == (10,)
+    assert torch.allclose(out["loss"], out["diag"].mean() + out["sd"].mean())
+    x0, x1 = case(m, 7)
+    s, t = times(x0.shape[0], 8)
+    fm64 = fm.double()
+    plain = meanflow_loss(fm64, GeodesicPath(m), x0, x1, s, t)
+    weighted = meanflow_loss(fm64, GeodesicPath(m), x0, x1, s, t, norm_p=1.0, norm_c=1e-3)
+    assert torch.allclose(weighted, plain / (plain + 1e-3))
+    with pytest.raises(ConfigError, match="mf_norm_p"):
+        FlowMapObjective(GeodesicPath(m), "meanflow", mf_norm_p=-1.0)
+
+
+def test_meanflow_train_one_point_smoke():
+    """G-MF trained on one point of S^2 sends non-antipodal prior draws to it in one step."""
+    from agm.methods.flowmaps.config import load_config
+    from agm.methods.flowmaps.train import sample_flow_map, train_flow_map
+
+    m = Sphere(2)
+    x1 = torch.tensor([[0.0, 0.6, 0.8]])
+    cfg = load_config(None, ["method=meanflow", "train.steps=150", "train.batch_size=128", "model.hidden=32", "model.depth=2",
+                             "train.lr=1e-2", "train.ema_decay=0", "seed=0", "train.progress=false", "train.device=cpu"])
+    res = train_flow_map(m, x1.expand(10, -1).contiguous(), cfg)
+    x = sample_flow_map(res.flow_map, 500, 1, mode="map", seed=1)
+    x0 = m.random_base(500, generator=torch.Generator().manual_seed(10_001))
+    keep = (x0 @ x1.T).squeeze(-1) > -0.8
+    d = m.dist(x[keep], x1.expand(int(keep.sum()), -1))
+    d_prior = m.dist(x0[keep], x1.expand(int(keep.sum()), -1))
+    assert float(d.median()) < 0.25 < 1.0 < float(d_prior.median()), (float(d.median()), float(d_prior.median()))
+
+
+@pytest.mark.parametrize("data,method", [("so3_mixture", "meanflow"), ("earth_volcano", "rfm")])
+def test_new_sets_and_method_run_through_the_recipe(tmp_path, data, method):
+    """data.name=so3_mixture / earth_* and method=meanflow through train, sample and eval (run folder, checks on M)."""
+    from agm.methods.flowmaps.run import evaluate_run, load_config, sample_run, train
+
+    cfg = load_config(None, [f"data.name={data}", f"method={method}", "train.steps=3", "train.batch_size=16", "model.hidden=16",
+                             "data.n_train=64", "data.n_test=32", "eval.n_samples=32", "train.progress=false",
+                             "train.tensorboard=false", "train.device=cpu"])
+    train(cfg, tmp_path / "run")
+    x = sample_run(tmp_path / "run", 20, steps=2, mode="map")
+    m = SO3() if data == "so3_mixture" else Sphere(2)
+    assert x.shape == (20, m.ambient_dim) and m.belongs(x).all()
+    out = evaluate_run(tmp_path / "run", steps=1)
+    assert out["on_manifold"] and out["n_samples"] == 32
