@@ -37,3 +37,20 @@ def test_written_results_are_readable_by_others(tmp_path):
     umask = os.umask(0)
     os.umask(umask)
     assert (p.stat().st_mode & 0o777) == (0o666 & ~umask)
+
+
+def test_machine_info_does_not_initialise_cuda(monkeypatch):
+    """Forked worker pools break when the parent initialised CUDA just to name the GPU."""
+    import torch
+
+    from agm.training import results
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "is_initialized", lambda: False)
+
+    def boom(*a, **k):
+        raise AssertionError("get_device_name initialises CUDA")
+
+    monkeypatch.setattr(torch.cuda, "get_device_name", boom)
+    info = results.machine_info()
+    assert isinstance(info["device"], str) and info["device"]

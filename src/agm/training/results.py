@@ -20,8 +20,23 @@ def machine_info() -> dict:
         "threads": torch.get_num_threads(),
     }
     if torch.cuda.is_available():
-        info["device"] = torch.cuda.get_device_name()
+        info["device"] = _gpu_name()
     return info
+
+
+def _gpu_name() -> str:
+    """The GPU's name without initialising CUDA in this process when it is not yet (torch.cuda.get_device_name would,
+    and a process that forks workers after that breaks their CUDA): nvidia-smi's answer, else a plain 'cuda'."""
+    if torch.cuda.is_initialized():
+        return torch.cuda.get_device_name()
+    import subprocess
+
+    try:
+        out = subprocess.run(["nvidia-smi", "--query-gpu=name", "--format=csv,noheader"], capture_output=True, text=True,
+                             timeout=20, check=True).stdout.strip().splitlines()
+        return out[0].strip() if out else "cuda"
+    except (OSError, subprocess.SubprocessError):
+        return "cuda (name not read: CUDA not initialised and no nvidia-smi)"
 
 
 def write_result(path: str | os.PathLike, record: dict) -> Path:
