@@ -156,6 +156,7 @@ class Trainer:
         self.nan_check_every = int(every)
         self._bad_step: Tensor | None = None
         self._fit_total: int | None = None  # set by fit(): which steps are logged (method.logs_wanted)
+        self._logs_optional = hasattr(method, "logs_wanted")  # optional protocol: skip statistics nobody logs
 
     def _autocast(self) -> contextlib.AbstractContextManager:
         """bf16 autocast on the trainer's device when cfg.amp='bf16', else a no-op context."""
@@ -185,7 +186,7 @@ class Trainer:
         for net in self.nets.values():
             net.train()
         batch = self._batch()
-        if hasattr(self.method, "logs_wanted"):  # optional: a method may skip the statistics of steps nobody logs
+        if self._logs_optional:  # a method may skip the statistics of steps nobody logs
             self.method.logs_wanted = (self._fit_total is None or (self.step + 1) % self.cfg.log_every == 0
                                        or self.step + 1 >= self._fit_total)
         with self._autocast():
