@@ -104,15 +104,17 @@ class PeerStep:
         return float(fc.get_total_flops())
 
 
-def make_stepper(lib, method, batch, compiled, data, cl=False):
-    """(object with train_step(), FLOPs of one step) for lib 'agm' (method baseline|agm) or 'torchcfm'."""
+def make_stepper(lib, method, batch, compiled, data, cl=False, count_flops=True):
+    """(object with train_step(), FLOPs of one step or None) for lib 'agm' (method baseline|agm) or 'torchcfm'."""
     if lib == "torchcfm":
         st = PeerStep(data, batch, compiled)
-        return st, st.flops()
+        return st, (st.flops() if count_flops else None)
     if method.endswith("_cl"):  # the eager memory-format question: channels_last or not
         method, cl = method[:-3], True
     cfg = ig.make_cfg(method, 64, batch, MODEL, amp="bf16", cl=cl, fused=True, comp=compiled)
     tr, _ = ig.build_trainer(cfg, data)
+    if not count_flops:
+        return tr, None
     twin, _ = ig.build_trainer(ig.make_cfg(method, 64, batch, MODEL, amp="bf16", cl=cl, fused=True, comp=False), data)
     flops = ig.step_flops(twin)
     del twin
@@ -130,7 +132,7 @@ def warm_compile_cache(configs):
     procs = []
     pending = list(configs)
     while pending or procs:
-        while pending and len(procs) < 3:
+        while pending and len(procs) < 2:  # 3 workers of the 63M U-Net at batch 256 ran out of the H200's 140 GiB
             lib, method, batch = pending.pop(0)
             procs.append(subprocess.Popen([sys.executable, __file__, "--warm", lib, method, str(batch)], env=env))
         time.sleep(1)
@@ -295,12 +297,13 @@ def main() -> None:
     p.add_argument("--sample-steps", type=int, default=100)
     p.add_argument("--sample-reps", type=int, default=2)
     p.add_argument("--skip-train", action="store_true")
+    p.add_argument("--skip-sample", action="store_true", help="training section only (sampling measured separately)")
     p.add_argument("--batches", type=int, nargs="+", default=[128, 256], help="training batches (both libraries)")
     p.add_argument("--warm", nargs=3, metavar=("LIB", "METHOD", "BATCH"), help=argparse.SUPPRESS)
     args = p.parse_args()
     if args.warm:  # compile-cache worker (see warm_compile_cache)
         st, _ = make_stepper(args.warm[0], args.warm[1], int(args.warm[2]), True,
-                             torch.rand(512, 3, 64, 64, device="cuda") * 2 - 1)
+                             torch.rand(512, 3, 64, 64, device="cuda") * 2 - 1, count_flops=False)
         for _ in range(2):
             st.train_step()
         torch.cuda.synchronize()
@@ -313,8 +316,13 @@ def main() -> None:
     print(f"[device] {torch.cuda.get_device_name()} bf16 {peak / 1e12:.0f} TFLOP/s", flush=True)
     rec = {"command": " ".join(["python3"] + sys.argv), "device": torch.cuda.get_device_name(), "cuda": torch.version.cuda,
            "measured_bf16_matmul_tflops": peak / 1e12, "model": MODEL, "image_size": 64}
-    rec["sampling"] = sample_section(peak, args.sample_batch, args.sample_steps, args.sample_reps)
+    if not args.skip_sample:
+        rec["sampling"] = sample_section(peak, args.sample_batch, args.sample_steps, args.sample_reps)
     write_result(args.out, rec)
+    import gc
+
+    gc.collect()
+    torch.cuda.empty_cache()  # the sampling section's cached blocks would starve the compile-cache workers (OOM seen)
     if not args.skip_train:
         rec["training"] = peer_section(peak, args.batches, args.rounds, args.steps)
     rec["wall_s"] = time.perf_counter() - t0

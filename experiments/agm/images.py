@@ -325,6 +325,9 @@ def main() -> None:
                         "at each; needs a constant lr); writes one result JSON per budget, <out stem>_<K>steps.json")
     p.add_argument("--deadline-s", type=float, default=None,
                    help="start no new training job after this many seconds; only seeds with every arm done are reported")
+    p.add_argument("--finish-by-s", type=float, default=None,
+                   help="start a training job only if it should end within this many seconds of the start (judged by the "
+                        "longest job finished so far; the first wave always starts): fills a fixed GPU slot without a stopped run")
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1], help="seeds (paired across methods)")
     p.add_argument("--parallel", type=int, default=4, help="runs trained concurrently (processes sharing the GPU)")
     p.add_argument("--config", default="images_digits_gpu", help="built-in config name or YAML path")
@@ -392,12 +395,16 @@ def main() -> None:
     jobs = [(m, s) for s in args.seeds for m in args.arms]
     env = dict(os.environ, PYTHONPATH=str(ROOT / "src") + os.pathsep + os.environ.get("PYTHONPATH", ""), OMP_NUM_THREADS="1")
     procs: list[subprocess.Popen] = []
+    started: dict[int, float] = {}
+    longest = 0.0  # wall time of the longest finished job
     pending = list(jobs)
     skipped: list[tuple[str, int]] = []
     while pending or procs:
         while pending and len(procs) < args.parallel:
             m, s = pending.pop(0)
-            if args.deadline_s is not None and time.perf_counter() - t_all > args.deadline_s:
+            now = time.perf_counter() - t_all
+            if ((args.deadline_s is not None and now > args.deadline_s)
+                    or (args.finish_by_s is not None and longest > 0 and now + longest > args.finish_by_s)):
                 skipped.append((m, s))
                 continue
             cmd = [sys.executable, __file__, "--worker", m, str(s), "--steps", str(args.steps), "--config", args.config,
@@ -407,10 +414,12 @@ def main() -> None:
                 cmd += ["--budgets", *map(str, args.budgets), "--classifier", str(args.classifier)]
             log = open(work / f"{m}_s{s}.log", "w")
             procs.append(subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT))
+            started[procs[-1].pid] = time.perf_counter()
         time.sleep(1)
         for pr in list(procs):
             if pr.poll() is not None:
                 procs.remove(pr)
+                longest = max(longest, time.perf_counter() - started.pop(pr.pid))
                 if pr.returncode != 0:
                     for f in work.glob("*.log"):
                         print(f.name, f.read_text()[-3000:])

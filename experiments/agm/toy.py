@@ -137,8 +137,9 @@ def run_jobs(jobs: list, workers: int, runs_jsonl: str | None) -> list[dict]:
     import json
     from concurrent.futures import as_completed
 
-    def key(ds, seed, label, overrides, steps):
-        return json.dumps([ds, seed, label, overrides, steps, COMMON, NFE])
+    def key(ds, seed, label, overrides, steps):  # where a run is placed (train.device) does not name a different run
+        common = [o for o in COMMON if not o.startswith("train.device=")]
+        return json.dumps([ds, seed, label, overrides, steps, common, NFE])
 
     done: dict[str, dict] = {}
     if runs_jsonl and Path(runs_jsonl).exists():
@@ -160,6 +161,19 @@ def run_jobs(jobs: list, workers: int, runs_jsonl: str | None) -> list[dict]:
     return [done[key(*j)] for j in jobs]
 
 
+def parse_arm(spec: str) -> tuple[str, list[str]]:
+    """'agm' -> ('agm', ['method=agm']); 'LABEL:method=M,key=value,...' -> (LABEL, ['method=M', 'key=value', ...])."""
+    import re
+
+    if ":" not in spec:
+        return spec, [f"method={spec}"]
+    label, rest = spec.split(":", 1)
+    overrides = [o for o in re.split(r",(?=[A-Za-z_][\w.]*=)", rest) if o]
+    if not label or not any(o.startswith("method=") for o in overrides) or not all("=" in o for o in overrides):
+        raise SystemExit(f"--arms {spec!r}: expected LABEL:method=NAME[,key=value...]")
+    return label, overrides
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--seeds", type=int, default=5)
@@ -172,7 +186,9 @@ def main() -> int:
                     help="config override applied to every run (repeatable), e.g. --set path.sigma=0.2")
     ap.add_argument("--no-ablations", action="store_true", help="main comparison only")
     ap.add_argument("--arms", nargs="+", default=["baseline", "agm"],
-                    help="methods compared (baseline first): baseline agm time_weight fixed_weight agm_path (docs/agm.md)")
+                    help="methods compared (baseline first): baseline agm time_weight fixed_weight agm_path (docs/agm.md), "
+                         "or LABEL:KEY=VALUE,KEY=VALUE for a method with its own overrides, e.g. "
+                         "fw_p2:method=fixed_weight,fixed_weight.schedule=power,fixed_weight.power=2")
     ap.add_argument("--nfe", nargs="+", type=int, default=[], help="also evaluate at these sampler step counts, e.g. 5 10 20 100")
     ap.add_argument("--out", default=str(ROOT / "experiments/results/agm_toy.json"))
     ap.add_argument("--runs-jsonl", default=None,
@@ -181,14 +197,16 @@ def main() -> int:
     args = ap.parse_args()
     COMMON.extend(args.common)
     NFE.extend(args.nfe)
-    arms = args.arms if args.arms[0] == "baseline" else ["baseline", *[a for a in args.arms if a != "baseline"]]
+    specs = dict(parse_arm(a) for a in args.arms)
+    specs.setdefault("baseline", ["method=baseline"])
+    arms = ["baseline", *[a for a in specs if a != "baseline"]]
     datasets, seeds, steps = args.datasets, list(range(args.seeds)), args.steps
     abl_datasets, abl_seeds = ["moons", "unbalanced_mixture"], list(range(args.ablation_seeds))
     if args.no_ablations:
         abl_datasets = []
     if args.quick:
         datasets, seeds, steps, abl_datasets, abl_seeds = datasets[:2], [0, 1], 200, ["moons"], [0, 1]
-    jobs = [(ds, s, arm, [f"method={arm}"], steps) for s, ds in itertools.product(seeds, datasets) for arm in arms]
+    jobs = [(ds, s, arm, specs[arm], steps) for s, ds in itertools.product(seeds, datasets) for arm in arms]
     abl_jobs = [(ds, s, lab, ["method=agm", *ov], steps) for lab, ov in ABLATIONS.items() if lab != "default(nll,down,batch)"
                 for ds, s in itertools.product(abl_datasets, abl_seeds)]
     t0 = time.perf_counter()

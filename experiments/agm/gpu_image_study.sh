@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# One GPU slot of the AGM image study (issue 17, docs/agm.md "Image study"): the four arms on 32x32 digits,
+# seeds taken in order until the slot is full (images.py --finish-by-s starts a run only if it should end in time),
+# and, on spare CPU cores beside it, the 10k-step 2-D toy study (CUDA hidden from it; resumes from its runs file).
+#   bash experiments/agm/gpu_image_study.sh TAG "SEEDS" SLOT_SECONDS      e.g.  a "0 1 2 3 4 5 6 7 8 9" 550
+# Writes $OUT/agm_images_arms_TAG_{200,800}steps.json and $OUT/agm_images_arms_TAG_runs.jsonl; pool the runs files of
+# several slots with images.py --from-runs (docs/agm.md gives the command). Session 6 ran it as TAG a (seeds 0-9,
+# 550 s: seeds 0-1 finished) and TAG b (seeds 2 3, 340 s) on one H200, with the classifier of
+# experiments/results/digits_clf32_v3.safetensors copied to runs/.
+set -u
+T0=$(date +%s)
+OUT=${OUT:-runs/gpu_image_study}; mkdir -p "$OUT"
+if [ -d .whl ]; then  # wheels carried to a machine without network (see ../.library/device)
+  python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl || exit 1
+  export PYTHONPATH=/tmp/site:${PYTHONPATH:-}
+fi
+export PYTHONPATH=src:${PYTHONPATH:-} PYTHONUNBUFFERED=1 OMP_NUM_THREADS=1
+TAG=$1; SEEDS="$2"; FIN=$3
+CLF=${CLF:-runs/digits_clf32_v3.safetensors}
+( CUDA_VISIBLE_DEVICES= timeout $((FIN + 5)) nice -n 5 python3 experiments/agm/toy.py --no-ablations --arms baseline time_weight agm agm_path \
+   --nfe 5 10 20 100 --datasets moons 8gaussians checkerboard unbalanced_mixture --seeds 5 --steps 10000 --workers 6 \
+   --set train.device=cpu --runs-jsonl experiments/results/agm_toy_arms_10k_runs.jsonl \
+   --out "$OUT/agm_toy_arms_10k_full.json" > "$OUT/toy_${TAG}.log" 2>&1 ) &
+timeout "$FIN" python3 experiments/agm/images.py --arms baseline time_weight agm agm_path --seeds $SEEDS --budgets 200 800 \
+   --parallel 8 --finish-by-s $((FIN - 25)) --n-samples 1000 --sample-steps 50 --classifier "$CLF" \
+   --out "$OUT/agm_images_arms_${TAG}.json" \
+   --override train.batch_size=128 train.ema_decay=0.98 potential.warmup_steps=50 train.log_every=50
+echo "images done t=$(( $(date +%s) - T0 ))"
+wait
+cp experiments/results/agm_toy_arms_10k_runs.jsonl "$OUT/"
+(cd "$OUT" && tar -czf "grids_${TAG}.tgz" ./*.png 2>/dev/null && rm -f ./*.png)
+echo "t=$(( $(date +%s) - T0 ))"
