@@ -72,6 +72,14 @@ class TrainableMethod(Protocol):
     def loss(self, batch: Tensor, step: int, generator: torch.Generator) -> tuple[Tensor, dict[str, float]]: ...
 
 
+def _frozen_parts(module: nn.Module) -> list[nn.Module]:
+    """The largest submodules (the module itself included) that have parameters and train none of them."""
+    params = list(module.parameters())
+    if params and not any(p.requires_grad for p in params):
+        return [module]
+    return [m for child in module.children() for m in _frozen_parts(child)]
+
+
 class Trainer:
     """Train ``method`` on ``data`` (a tensor of samples, or a function (step, generator) -> batch).
 
@@ -125,6 +133,9 @@ class Trainer:
             if name not in nets:
                 raise ValueError(f"lrs names network {name!r}; the method's networks are {list(nets)}")
         self.nets = nets
+        # frozen parts (every parameter requires_grad=False when the Trainer is built: a pretrained base model, a frozen
+        # encoder) stay in eval mode while the rest trains, so their dropout / norm statistics do not change
+        self._frozen_modules = [m for net in nets.values() for m in _frozen_parts(net)]
         self.channels_last = bool(cfg.channels_last)
         if self.channels_last:
             for net in nets.values():
@@ -185,6 +196,8 @@ class Trainer:
         """
         for net in self.nets.values():
             net.train()
+        for m in self._frozen_modules:
+            m.eval()
         batch = self._batch()
         if self._logs_optional:  # a method may skip the statistics of steps nobody logs
             self.method.logs_wanted = (self._fit_total is None or (self.step + 1) % self.cfg.log_every == 0
