@@ -122,13 +122,21 @@ def _sample_fn(recipe: Any) -> Callable[[argparse.Namespace], int]:
             raise ConfigError(f"--out {out} already exists; choose a new file name (agm never overwrites a result file)")
         x = sample_run(recipe, args.run, args.n, seed=args.seed, device=args.device, **_options(args, recipe))
         if x.dim() <= 2:
-            save_array(x, out)
+            save_array(x, out, header=_column_names(args.run) if out.suffix.lower() == ".csv" else None)
         else:
             _save_npy(x, out)
         print(f"wrote {args.n} samples of shape {tuple(x.shape[1:])} to {out}")
         return 0
 
     return run
+
+
+def _column_names(run_dir: Any) -> list[str] | None:
+    """The column names of the table a run was trained on (kept in its data transform), if it had a header."""
+    from agm.training.recipe import load_transform
+
+    tr = load_transform(run_dir)
+    return None if tr is None else tr.names
 
 
 def _save_npy(x: Any, out: Path) -> None:

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import csv
 from pathlib import Path
-from typing import Union
+from typing import Sequence, Union
 
 import numpy as np
 import torch
@@ -130,10 +130,11 @@ def split(x: ArrayLike, test_fraction: float = 0.1, seed: int = 0) -> tuple[Tens
 
 
 
-def save_array(x: ArrayLike, path: Union[str, Path]) -> Path:
-    """Write an (N, D) array to .npy (float32) or .csv (comma-separated, no header); the inverse of load_array.
+def save_array(x: ArrayLike, path: Union[str, Path], header: Sequence[str] | None = None) -> Path:
+    """Write an (N, D) array to .npy (float32) or .csv (comma-separated; ``header``: D column names for a first
+    line, as the user's table had); the inverse of load_array.
 
-    DataError for another extension or an invalid array (see :func:`validate_array`).
+    DataError for another extension, an invalid array (see :func:`validate_array`) or a header of the wrong length.
     """
     p = Path(path)
     ext = p.suffix.lower()
@@ -141,8 +142,10 @@ def save_array(x: ArrayLike, path: Union[str, Path]) -> Path:
         raise DataError(f"output path {str(path)!r} has extension {ext!r}; accepted extensions: {list(ACCEPTED_EXTENSIONS)}")
     arr = validate_array(x, field="array to save").numpy()
     p.parent.mkdir(parents=True, exist_ok=True)
+    if header is not None and len(header) != arr.shape[1]:
+        raise DataError(f"header has {len(header)} names for {arr.shape[1]} columns")
     if ext == ".npy":
         np.save(p, arr)
     else:
-        np.savetxt(p, arr, delimiter=",", fmt="%.9g")
+        np.savetxt(p, arr, delimiter=",", fmt="%.9g", header=",".join(header) if header else "", comments="")
     return p

@@ -58,6 +58,7 @@ class DataTransform:
     mean: list[float] | None = None
     std: list[float] | None = None
     quantiles: dict[int, list[float]] = field(default_factory=dict)
+    names: list[str] | None = None  # the table's column names (from its header), kept for the samples written later
 
     @classmethod
     def fit(cls, x: Tensor, *, standardise: bool = True, log_columns: Sequence[Any] = (), quantile_columns: Sequence[Any] = (),
@@ -71,7 +72,8 @@ class DataTransform:
         both = set(logs) & set(quants)
         if both:
             raise ConfigError(f"columns {sorted(both)} are in both data.log_columns and data.quantile_columns; choose one")
-        tr = cls(standardise=standardise, log_columns=logs, quantile_columns=quants)
+        tr = cls(standardise=standardise, log_columns=logs, quantile_columns=quants,
+                 names=list(names) if names and len(names) == d else None)
         xd = x.double()
         if quants:
             probs = torch.linspace(0, 1, min(n_quantiles, x.shape[0]), dtype=torch.float64)
@@ -132,13 +134,14 @@ class DataTransform:
     # ---- storage ---------------------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
         return {"standardise": self.standardise, "log_columns": self.log_columns, "quantile_columns": self.quantile_columns,
-                "mean": self.mean, "std": self.std, "quantiles": {str(k): v for k, v in self.quantiles.items()}}
+                "mean": self.mean, "std": self.std, "quantiles": {str(k): v for k, v in self.quantiles.items()},
+                "names": self.names}
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "DataTransform":
         return cls(standardise=bool(d["standardise"]), log_columns=list(d["log_columns"]),
                    quantile_columns=list(d["quantile_columns"]), mean=d.get("mean"), std=d.get("std"),
-                   quantiles={int(k): v for k, v in (d.get("quantiles") or {}).items()})
+                   quantiles={int(k): v for k, v in (d.get("quantiles") or {}).items()}, names=d.get("names"))
 
 
 def _interp(x: Tensor, xp: Tensor, fp: Tensor) -> Tensor:
