@@ -16,13 +16,27 @@ if [ -d .whl ]; then  # wheels carried to a machine without network (see ../.lib
 fi
 export PYTHONPATH=src:${PYTHONPATH:-} PYTHONUNBUFFERED=1 OMP_NUM_THREADS=1
 TAG=$1; SEEDS="$2"; FIN=$3
+PAR=${PAR:-8}
+# Without MPS the runs time-slice the GPU: 8 runs at batch 128 together trained 3,760 images/s, less than one eager
+# run at batch 256 alone (4,980 images/s; experiments/results/agm_step_time_gpu_eager_b256.json): the step is launch-bound.
+# MPS=1 tries NVIDIA's multi-process service so their kernels overlap; it falls back to plain sharing if the daemon
+# or a CUDA client under it fails.
+if [ "${MPS:-0}" = 1 ] && command -v nvidia-cuda-mps-control >/dev/null; then
+  export CUDA_MPS_PIPE_DIRECTORY=/tmp/mps_pipe CUDA_MPS_LOG_DIRECTORY=/tmp/mps_log
+  mkdir -p $CUDA_MPS_PIPE_DIRECTORY $CUDA_MPS_LOG_DIRECTORY
+  if nvidia-cuda-mps-control -d && timeout 60 python3 -c "import torch; torch.ones(1, device='cuda').sum().item()"; then
+    echo "MPS on"
+  else
+    echo quit | nvidia-cuda-mps-control 2>/dev/null; unset CUDA_MPS_PIPE_DIRECTORY CUDA_MPS_LOG_DIRECTORY; echo "MPS off"
+  fi
+fi
 CLF=${CLF:-runs/digits_clf32_v3.safetensors}
 ( CUDA_VISIBLE_DEVICES= timeout $((FIN + 5)) nice -n 5 python3 experiments/agm/toy.py --no-ablations --arms baseline time_weight agm agm_path \
    --nfe 5 10 20 100 --datasets moons 8gaussians checkerboard unbalanced_mixture --seeds 5 --steps 10000 --workers 6 \
    --set train.device=cpu --runs-jsonl experiments/results/agm_toy_arms_10k_runs.jsonl \
    --out "$OUT/agm_toy_arms_10k_full.json" > "$OUT/toy_${TAG}.log" 2>&1 ) &
 timeout "$FIN" python3 experiments/agm/images.py --arms baseline time_weight agm agm_path --seeds $SEEDS --budgets 200 800 \
-   --parallel 8 --finish-by-s $((FIN - 25)) --n-samples 1000 --sample-steps 50 --classifier "$CLF" \
+   --parallel $PAR --finish-by-s $((FIN - 25)) --n-samples 1000 --sample-steps 50 --classifier "$CLF" \
    --out "$OUT/agm_images_arms_${TAG}.json" \
    --override train.batch_size=128 train.ema_decay=0.98 potential.warmup_steps=50 train.log_every=50
 echo "images done t=$(( $(date +%s) - T0 ))"
