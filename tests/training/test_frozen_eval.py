@@ -41,3 +41,13 @@ def test_frozen_parts_stay_in_eval_mode():
     assert not m.model[0].training  # the frozen encoder layer
     assert m.model.training and m.model[1].training and m.model[2].training  # the trained part trains (dropout on)
     assert torch.equal(m.model[0].weight, w0)
+
+
+def test_compile_mode_is_checked():
+    import pytest
+
+    from agm.errors import ConfigError
+
+    cfg = TrainConfig(steps=1, batch_size=4, device="cpu", compile_mode="fast", progress=False)
+    with pytest.raises(ConfigError, match="train.compile_mode"):
+        Trainer(_Method(), torch.randn(8, 2), cfg, seed=0)

@@ -36,6 +36,7 @@ class TrainConfig:
     threads: int = 0  # torch intra-op threads; 0 = auto (1 for small models on the CPU, else torch's default)
     amp: str = "none"  # none | bf16 (autocast on CUDA)
     compile: bool = False  # torch.compile the trained networks
+    compile_mode: str = "default"  # torch.compile mode: default | reduce-overhead (CUDA graphs: launch-bound small nets) | max-autotune | max-autotune-no-cudagraphs
     channels_last: bool = False  # images: channels_last memory format
     fused_optimizer: bool = False  # AdamW(fused=True) on CUDA
     nan_check_every: int = 0  # NaN/inf loss guard: 0 = auto (every step on the CPU, every 50 on CUDA: no per-step sync)

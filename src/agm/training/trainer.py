@@ -153,9 +153,11 @@ class Trainer:
             group["base_lr"] = group["lr"]
         self._scheduled = cfg.schedule != "constant" or cfg.warmup_steps > 0
         self.ema = {name: EMA(nets[name], cfg.ema_decay) for name in method.ema_names}
+        check_choice("train.compile_mode", cfg.compile_mode,
+                     ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs"))
         if cfg.compile:
             for net in nets.values():
-                net.compile()
+                net.compile(mode=None if cfg.compile_mode == "default" else cfg.compile_mode)
         if self.dist.enabled:
             wrap_ddp(method, nets, self.dist)
         self.amp_dtype = torch.bfloat16 if cfg.amp == "bf16" else None
