@@ -27,6 +27,7 @@ class TrainConfig:
     weight_decay: float = 0.0
     grad_clip: float = 1.0  # per network; 0 disables
     ema_decay: float = 0.999
+    ema_warmup: bool = False  # EMA decay min(ema_decay, (1 + k) / (10 + k)) at update k: short runs need no lower ema_decay
     log_every: int = 100
     ckpt_every: int = 1000
     keep_checkpoints: int = 2

@@ -24,9 +24,11 @@ class EMA:
         self._dst_buf = list(self.model.buffers())
 
     @torch.no_grad()
-    def update(self) -> None:
+    def update(self, decay: float | None = None) -> None:
+        """One EMA step with ``decay`` (default: the EMA's own)."""
+        d = self.decay if decay is None else decay
         if self._dst:
-            torch._foreach_lerp_(self._dst, [p.detach() for p in self._src], 1.0 - self.decay)
+            torch._foreach_lerp_(self._dst, [p.detach() for p in self._src], 1.0 - d)
         for d, s in zip(self._dst_buf, self._src_buf):
             d.copy_(s)
 

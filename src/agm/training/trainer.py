@@ -234,8 +234,9 @@ class Trainer:
             for group in self.optimizer.param_groups:
                 group["lr"] = group["base_lr"] * f
         self.optimizer.step()
+        decay = min(self.cfg.ema_decay, (1 + self.step) / (10 + self.step)) if self.cfg.ema_warmup else None
         for ema in self.ema.values():
-            ema.update()
+            ema.update(decay)
         self.step += 1
         return logs
 
