@@ -33,6 +33,32 @@ def test_help_lists_every_option(capsys):
         assert key in text
 
 
+def test_top_level_help_imports_no_method_and_lists_what_methods_register():
+    """`agm --help` lists every command from agm.cli._METHOD_COMMANDS without importing a method or torch;
+    each listed line is the help its method's cli.register gives, and each method command is in the table."""
+    import argparse
+    import subprocess
+    import sys
+
+    from agm.cli import _METHOD_COMMANDS
+
+    code = ("import sys\nfrom agm.cli import main\ntry:\n    main(['--help'])\nexcept SystemExit:\n    pass\n"
+            "print(sorted(m for m in sys.modules if m == 'torch' or m.startswith('agm.methods.')))")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert r.stdout.splitlines()[-1] == "[]", r.stdout
+    top = r.stdout.replace("\n", " ")
+    full = build_parser()
+    choices = next(a for a in full._actions if isinstance(a, argparse._SubParsersAction))
+    registered = {a.dest: a.help for a in choices._choices_actions}
+    assert {cmd: text for cmd, (_, text) in _METHOD_COMMANDS.items()} == {c: h for c, h in registered.items() if c not in ("toy", "score")}
+    for cmd in registered:
+        assert f" {cmd} " in top, cmd
+    for cmd, (method, _) in _METHOD_COMMANDS.items():  # built from its own method alone, not a placeholder
+        lazy = build_parser([cmd, "--help"])
+        sub = next(a for a in lazy._actions if isinstance(a, argparse._SubParsersAction))
+        assert sub.choices[cmd].format_help() == choices.choices[cmd].format_help(), cmd
+
+
 def test_train_resume_sample_eval(tmp_path, capsys, monkeypatch):
     run = tmp_path / "run"
     assert main(["train", "--config", "toy", "--out", str(run), *SMALL]) == 0

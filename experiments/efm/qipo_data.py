@@ -11,6 +11,7 @@ Writes, under --out (a folder):
   <env>_td3_actor.pt          the behaviour actor (state dict of agm.methods.efm.baselines.Actor; observations unnormalised)
   <env>_medium_replay.npz     the whole replay buffer (agm .npz layout, agm.data.offline), metadata in meta_json
   <env>_medium.npz            --medium-transitions transitions of the saved actor with N(0, 0.1^2) noise
+                              (agm.methods.efm.behaviour.generate_dataset with the noisy actor as its policy)
   <env>_td3.json              training curve (evaluation returns), sizes, seconds, machine
 Reference returns for D4RL-normalised scores: D4RL's own for Hopper (random -20.272305, expert 3234.3; d4rl/infos.py),
 else measured (uniform random; expert = the trained actor, flagged in the metadata).
@@ -20,6 +21,7 @@ else measured (uniform random; expert = the trained actor, flagged in the metada
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import time
 from pathlib import Path
@@ -104,37 +106,20 @@ def train_td3(env_id: str, steps: int, seed: int, start_steps: int, expl_noise: 
     return algo, data, curve, state["returns"]
 
 
-def rollouts(env_id: str, algo, n_transitions: int, noise: float, seed: int):
-    import gymnasium as gym
+def noisy_actor(algo, action_space, noise: float):
+    """The policy (obs, rng) -> action of agm.methods.efm.behaviour: the actor plus N(0, (noise half-range)^2), clipped."""
+    low, high = action_space.low, action_space.high
 
-    env = gym.make(env_id)
-    rng = np.random.default_rng(seed)
-    cols = {k: [] for k in ("observations", "actions", "rewards", "next_observations", "terminals", "timeouts")}
-    returns, ep, n = [], 0, 0
-    while n < n_transitions:
-        obs, _ = env.reset(seed=seed * 100_003 + ep)
-        done, total = False, 0.0
-        while not done and n < n_transitions:
-            a = algo.act(obs[None])[0]
-            a = np.clip(a + noise * (env.action_space.high - env.action_space.low) / 2 * rng.standard_normal(a.shape),
-                        env.action_space.low, env.action_space.high).astype(np.float32)
-            nxt, r, term, trunc, _ = env.step(a)
-            n += 1
-            cut = n >= n_transitions and not (term or trunc)
-            for k, v in zip(cols, (obs, a, r, nxt, term, trunc or cut)):
-                cols[k].append(v)
-            total += float(r)
-            obs, done = nxt, term or trunc
-        if done:
-            returns.append(total)
-        ep += 1
-    env.close()
-    return {k: np.asarray(v) for k, v in cols.items()}, returns
+    def policy(obs, rng):
+        a = algo.act(obs[None])[0]
+        return np.clip(a + noise * (high - low) / 2 * rng.standard_normal(a.shape), low, high).astype(np.float32)
+
+    return policy
 
 
 def main(argv=None) -> int:
     from agm.data.offline import OfflineDataset
-    from agm.methods.efm.behaviour import make_behaviour, rollout_returns
+    from agm.methods.efm.behaviour import generate_dataset, make_behaviour, rollout_returns
     from agm.training.results import machine_info, write_result
 
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -177,13 +162,15 @@ def main(argv=None) -> int:
                  "behaviour_actor_final_return": final, "policies_doc": "experiments/efm/qipo_data.py"}
     mr = OfflineDataset(**data, meta={**base_meta, "kind": "medium-replay", "td3_env_steps": int(data["rewards"].shape[0])})
     mr.save_npz(out / f"{args.env}_medium_replay.npz")
-    med, med_returns = rollouts(args.env, algo, args.medium_transitions, 0.1, args.seed + 1)
-    OfflineDataset(**med, meta={**base_meta, "kind": "medium", "noise": 0.1}).save_npz(out / f"{args.env}_medium.npz")
+    med = generate_dataset(args.env, args.medium_transitions, policy=noisy_actor(algo, gym.make(args.env).action_space, 0.1),
+                           seed=args.seed + 1, reference_episodes=0)
+    med_return = med.meta["behaviour_returns"]["policy"]  # mean over the finished episodes (None: none finished)
+    dataclasses.replace(med, meta={**base_meta, "kind": "medium", "noise": 0.1}).save_npz(out / f"{args.env}_medium.npz")
     write_result(out / f"{args.env}_td3.json", {
         "command": "experiments/efm/qipo_data.py " + " ".join(f"--{k.replace('_', '-')} {v}" for k, v in vars(args).items()),
         "settings": vars(args), "env_steps_done": len(mr), "curve": curve, "train_episode_returns": train_returns,
         "medium_replay": {"transitions": len(mr), "episodes": int(len(mr.episode_returns())), "return_mean": float(mr.episode_returns().mean())},
-        "medium": {"transitions": int(len(med["rewards"])), "episode_return_mean": float(np.mean(med_returns)) if med_returns else None},
+        "medium": {"transitions": len(med), "episode_return_mean": med_return},
         "ref_random_measured": ref_random, "seconds": time.time() - t0, "machine": machine_info()})
     print(f"done in {time.time() - t0:.0f} s; final eval return {final:.1f}")
     return 0

@@ -49,11 +49,17 @@ def _cmd_score(args: argparse.Namespace) -> int:
     return 0
 
 
-def _register_core(sub: argparse._SubParsersAction) -> None:
-    from agm.data.toy import toy_names
+def _register_core(sub: argparse._SubParsersAction, *, list_toys: bool = True) -> None:
+    """Add ``agm toy`` and ``agm score``. ``list_toys=False`` leaves the set names out of ``toy --name``'s help
+    (listing them imports agm.data, so torch): for a parser that will not parse a ``toy`` command."""
+    if list_toys:
+        from agm.data.toy import toy_names
 
+        names = f"set name, one of: {', '.join(toy_names())}"
+    else:
+        names = "set name (agm toy --help lists them)"
     p = sub.add_parser("toy", help="draw a built-in data set and write it to .npy/.csv")
-    p.add_argument("--name", required=True, help=f"set name, one of: {', '.join(toy_names())}")
+    p.add_argument("--name", required=True, help=names)
     p.add_argument("--n", type=int, default=10000, help="number of points (default: 10000)")
     p.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
     p.add_argument("--out", required=True, help="output file, .npy or .csv")
@@ -82,6 +88,24 @@ def _version() -> str:
 
 _CORE_COMMANDS = ("toy", "score")
 
+# `agm --help` lists these without importing any method (importing one pulls in torch and its stack, seconds):
+# command word -> (method folder whose ``cli.register`` adds it, the help line that ``register`` gives it).
+# tests/test_cli.py checks that every line equals what the method registers; a method in METHODS that is
+# missing here is still found, by importing its cli module as before (slower, never wrong).
+_METHOD_COMMANDS: dict[str, tuple[str, str]] = {
+    "agm": ("agm", "AGM, its drift-only baseline and controls (method=baseline|agm|time_weight|fixed_weight|agm_path; "
+                   "short forms agm train|sample|eval|demo)"),
+    "train": ("agm", "AGM: train a model from a config (short for 'agm agm train')"),
+    "sample": ("agm", "AGM: sample from a run's EMA drift; V_phi is not loaded (short for 'agm agm sample')"),
+    "eval": ("agm", "AGM: W2, MMD, energy distance, PRDC of a run's samples (short for 'agm agm eval')"),
+    "demo": ("agm", "drift-only vs AGM on a built-in 2-D set (about 1-3 minutes on 2 CPU cores)"),
+    "bellman": ("bellman", "Bellman Diffusion: field matching, its sampling dynamics, distributional RL"),
+    "efm": ("efm", "energy-weighted flow matching towards q ∝ p exp(-beta E) (train|sample|eval)"),
+    "qipo": ("efm", "offline RL with QIPO (Q-weighted iterative policy optimisation, flow policy)"),
+    "steering": ("steering", "steer pretrained flow models: SOC / adjoint-matching fine-tuning, relative rewards, learned samplers"),
+    "flowmaps": ("flowmaps", "generalised flow maps on the sphere, flat torus, SO(3) and hyperbolic plane (few-step sampling)"),
+}
+
 
 def _first_command(argv: list[str] | None) -> str | None:
     """The command word of ``argv`` (its first token that is not an option), or None."""
@@ -91,35 +115,56 @@ def _first_command(argv: list[str] | None) -> str | None:
     return None
 
 
-def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
-    """The real parser: core commands, then every method's ``cli.register``.
-
-    With ``argv``, method CLI modules are imported only until one registers the command ``argv`` names
-    (``agm train ...`` imports AGM's CLI alone): commands start fast, and one method's import error cannot
-    break another method's commands. Without ``argv`` (or for ``agm --help``) every method is registered.
-    """
+def _register_method(sub: argparse._SubParsersAction, name: str) -> None:
+    """Import ``agm.methods.<name>.cli`` (and so the method's package) and let it add its commands."""
     import importlib
     import importlib.util
 
+    if importlib.util.find_spec(f"agm.methods.{name}.cli") is not None:
+        importlib.import_module(f"agm.methods.{name}.cli").register(sub)
+
+
+def _unregistered(cmd: str, method: str):
+    def fail(args: argparse.Namespace) -> int:
+        raise AGMError(f"agm.methods.{method}.cli does not register the command '{cmd}' (agm.cli._METHOD_COMMANDS is stale)")
+
+    return fail
+
+
+def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
+    """The real parser: core commands, then every method's ``cli.register``.
+
+    Without ``argv`` every method is imported and registered (the whole grammar, e.g. to check documented
+    command lines). With ``argv``, only the method that owns the command ``argv`` names is imported (``agm
+    train ...`` imports AGM alone, ``agm qipo ...`` EFM alone): commands start fast, and one method's import
+    error cannot break another method's commands. When ``argv`` names no method command (``agm --help``,
+    ``agm toy ...``, a typo) the method commands are listed from ``_METHOD_COMMANDS`` without any import.
+    """
     from agm.methods import METHODS
 
     p = argparse.ArgumentParser(prog="agm", description="Generative models with a vector field and a scalar potential (AGM and friends).")
     p.add_argument("--version", action="version", version=f"agm {_version()}")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    wanted = _first_command(argv)
-    if wanted in _CORE_COMMANDS:
+    if argv is None:
+        for name in METHODS:
+            _register_method(sub, name)
         _register_core(sub)
         return p
-    order = list(METHODS)
-    if wanted in order:  # `agm <method> ...`: that method first (and, found, alone)
-        order.remove(wanted)
-        order.insert(0, wanted)
-    for name in order:
-        if importlib.util.find_spec(f"agm.methods.{name}.cli") is not None:
-            importlib.import_module(f"agm.methods.{name}.cli").register(sub)
-        if wanted is not None and wanted in sub.choices:
-            break
-    _register_core(sub)
+    wanted = _first_command(argv)
+    listed = {method for method, _ in _METHOD_COMMANDS.values()}
+    unlisted = [name for name in METHODS if name not in listed]
+    if wanted in _METHOD_COMMANDS:
+        _register_method(sub, _METHOD_COMMANDS[wanted][0])
+    else:
+        for name in unlisted:  # a method missing from the table: import it to learn its commands
+            _register_method(sub, name)
+            if wanted is not None and wanted in sub.choices:
+                break
+    if wanted not in sub.choices:  # help, a core command or a typo: list the method commands without importing them
+        for cmd, (method, text) in _METHOD_COMMANDS.items():
+            if cmd not in sub.choices and method in METHODS:
+                sub.add_parser(cmd, help=text).set_defaults(func=_unregistered(cmd, method))
+    _register_core(sub, list_toys=wanted == "toy")
     return p
 
 

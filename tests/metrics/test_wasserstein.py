@@ -95,3 +95,19 @@ def test_w2_of_finite_but_overflowing_samples_is_an_error_not_zero():
     y = torch.randn(50, 3, dtype=torch.float64) * 1e160  # finite, its squares are not
     with pytest.raises(DataError, match="overflow"):
         wasserstein2(x, y)
+
+
+def test_pot_is_imported_only_when_a_w2_is_computed():
+    """POT (and the scikit-learn it imports, ~2 s) loads lazily: agm.metrics and the method packages import with
+    ``ot`` unimportable, and W2 then fails only when called."""
+    import subprocess
+    import sys
+
+    code = ("import sys\nsys.modules['ot'] = None  # any `import ot` now raises ImportError\n"
+            "import numpy as np\nimport agm, agm.metrics, agm.metrics.geodesic\n"
+            "from agm.methods import METHODS\n"
+            "for m in METHODS:\n    __import__(f'agm.methods.{m}')\n"
+            "try:\n    agm.metrics.wasserstein2(np.zeros((2, 1)), np.ones((2, 1)))\nexcept ImportError:\n    print('w2 needs ot')\n")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip() == "w2 needs ot"

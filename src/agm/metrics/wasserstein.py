@@ -11,7 +11,6 @@ import math
 from typing import Optional
 
 import numpy as np
-import ot
 
 from agm.tensors import ArrayLike, subsample
 from agm.metrics.mmd import as_pair, check_max_samples, sq_distances
@@ -36,6 +35,8 @@ def wasserstein2(x: ArrayLike, y: ArrayLike, max_samples: Optional[int] = 2000, 
 
         raise DataError("wasserstein2: squared distances overflow (samples are finite but too large, e.g. a sampler "
                         f"that escaped; largest |value| {max(float(a.abs().max()), float(b.abs().max())):.3g})")
+    import ot  # POT (a declared dependency) imports scikit-learn: about 2 s, so only when a W2 is computed
+
     wa = np.full(a.shape[0], 1.0 / a.shape[0])
     wb = np.full(b.shape[0], 1.0 / b.shape[0])
     val, log = ot.emd2(wa, wb, cost, numItermax=EMD_MAX_ITER, log=True)

@@ -165,6 +165,32 @@ def test_generated_pendulum_dataset_is_consistent():
     np.testing.assert_allclose(d.episode_returns().sum(), d.rewards.double().sum().item(), rtol=1e-6)
 
 
+def test_generate_dataset_with_a_policy_replays_it_exactly():
+    """policy= replaces the mixture: every action is the policy's on that observation with the one rng of the seed
+    (no behaviour draws), episode e starts from env.reset(seed=seed * 100_003 + e), and reference_episodes=0 skips
+    the reference rollouts."""
+    def policy(obs, rng):
+        return np.clip(-0.5 * obs[2:3] + rng.standard_normal(1), -2, 2).astype(np.float32)
+
+    d = generate_dataset("Pendulum-v1", 250, policy=policy, seed=7, reference_episodes=0)
+    assert d.meta["mixture"] == {"policy": 1.0} and d.meta["behaviour_episodes"] == {"policy": 1}
+    assert d.meta["ref_random_return"] is None and d.meta["ref_expert_return"] is None
+    env, rng = gym.make("Pendulum-v1"), np.random.default_rng(7)
+    obs, acts = [], []
+    for e, n in ((0, 200), (1, 50)):
+        o, _ = env.reset(seed=7 * 100_003 + e)
+        for _ in range(n):
+            a = policy(o, rng)
+            obs.append(o)
+            acts.append(a)
+            o = env.step(a)[0]
+    np.testing.assert_array_equal(d.observations.numpy(), np.asarray(obs, dtype=np.float32))
+    np.testing.assert_array_equal(d.actions.numpy(), np.asarray(acts, dtype=np.float32))
+    assert d.meta["behaviour_returns"]["policy"] == pytest.approx(float(d.rewards[:200].double().sum()), rel=1e-6)
+    with pytest.raises(ConfigError, match="mixture= or policy="):
+        generate_dataset("Pendulum-v1", 10, mixture={"random": 1.0}, policy=policy)
+
+
 def test_generate_dataset_bad_input():
     with pytest.raises(ConfigError, match="env='Pendulum-v9'"):
         generate_dataset("Pendulum-v9", 10)

@@ -1,9 +1,8 @@
 """Generalised flow-map losses against exact flow maps (GFM, arXiv 2510.21608; oracles of docs/flowmaps.md):
 single-point target on S^2 / T^2 / H^2, rigid rotation on S^2, translation on T^2, and the Euclidean Gaussian
 affine map. The exact map gives ~0 for G-LSD, G-ESD, G-PSD (and RFM where the conditional target is exact);
-a perturbed map gives a clearly positive loss."""
-import math
-
+a perturbed map gives a clearly positive loss. The single-point oracle, its data and the (s, t) draws are
+fixtures of conftest.py (shared with test_meanflow.py)."""
 import pytest
 import torch
 from torch import nn
@@ -23,17 +22,6 @@ from agm.paths.geodesic import GeodesicPath
 
 F64 = torch.float64
 SD = {"lagrangian": lagrangian_loss, "eulerian": eulerian_loss, "progressive": progressive_loss}
-
-
-class SinglePointNet(nn.Module):
-    """Exact v_{s,t}(x) = log_x(x1) / (1 - s) for data = delta_{x1} (docs/flowmaps.md); ``scale`` != 1 perturbs it."""
-
-    def __init__(self, m, x1, scale=1.0):
-        super().__init__()
-        self.m, self.x1, self.scale = m, x1, scale
-
-    def forward(self, s, t, x):
-        return self.scale * self.m.logmap(x, self.x1.expand_as(x)) / (1 - s).reshape(-1, 1)
 
 
 class RotationNet(nn.Module):
@@ -76,22 +64,6 @@ class GaussianNet(nn.Module):
         return self.scale * torch.where(small, lim, (xst - x) / hs)
 
 
-def times(n, seed):
-    g = torch.Generator().manual_seed(seed)
-    t = 0.05 + 0.85 * torch.rand(n, generator=g, dtype=F64)
-    s = t * torch.rand(n, generator=g, dtype=F64)
-    return s, t
-
-
-def single_point_case(m, seed=0):
-    g = torch.Generator().manual_seed(seed)
-    x1 = m.random_base(1, generator=g, dtype=F64)
-    x0 = m.random_base(64, generator=g, dtype=F64)
-    if isinstance(m, Sphere):  # avoid the antipode of x1 (cut locus)
-        x0 = x0[(x0 @ x1.T).squeeze(-1) > -0.9]
-    return x0, x1
-
-
 # the oracle nets output tangent vectors already; head='project' leaves them unchanged (proj_x u = u), while the
 # default head='transport' would reinterpret them as vectors at the origin
 CASES = [Sphere(2), FlatTorus(2), Lorentz(2, head="project")]
@@ -99,13 +71,13 @@ CASES = [Sphere(2), FlatTorus(2), Lorentz(2, head="project")]
 
 @pytest.mark.parametrize("m", CASES, ids=lambda m: m.name)
 @pytest.mark.parametrize("method", list(SD))
-def test_exact_single_point_map_has_zero_self_distillation_loss(m, method):
+def test_exact_single_point_map_has_zero_self_distillation_loss(m, method, single_point_case, single_point_net, times):
     x0, x1 = single_point_case(m)
     s, t = times(x0.shape[0], 1)
     path = GeodesicPath(m)
     xs = path.point(x0, x1.expand_as(x0), s)
-    exact = FlowMap(m, SinglePointNet(m, x1))
-    bad = FlowMap(m, SinglePointNet(m, x1, scale=1.2))
+    exact = FlowMap(m, single_point_net(m, x1))
+    bad = FlowMap(m, single_point_net(m, x1, scale=1.2))
     l_exact, l_bad = SD[method](exact, xs, s, t), SD[method](bad, xs, s, t)
     tol = 1e-8 if not isinstance(m, Lorentz) else 1e-6
     assert l_exact.abs().max() < tol  # docs/flowmaps.md: residuals 1e-10 .. 1e-15
@@ -113,16 +85,16 @@ def test_exact_single_point_map_has_zero_self_distillation_loss(m, method):
 
 
 @pytest.mark.parametrize("m", CASES, ids=lambda m: m.name)
-def test_exact_single_point_map_has_zero_rfm_loss(m):
+def test_exact_single_point_map_has_zero_rfm_loss(m, single_point_case, single_point_net):
     x0, x1 = single_point_case(m, 2)
     t = torch.rand(x0.shape[0], generator=torch.Generator().manual_seed(3), dtype=F64) * 0.95
     path = GeodesicPath(m)
-    assert rfm_loss(FlowMap(m, SinglePointNet(m, x1)), path, x0, x1.expand_as(x0), t).max() < 1e-8
-    assert rfm_loss(FlowMap(m, SinglePointNet(m, x1, 0.8)), path, x0, x1.expand_as(x0), t).mean() > 1e-3
+    assert rfm_loss(FlowMap(m, single_point_net(m, x1)), path, x0, x1.expand_as(x0), t).max() < 1e-8
+    assert rfm_loss(FlowMap(m, single_point_net(m, x1, 0.8)), path, x0, x1.expand_as(x0), t).mean() > 1e-3
 
 
 @pytest.mark.parametrize("method", list(SD))
-def test_rotation_flow_on_sphere(method):
+def test_rotation_flow_on_sphere(method, times):
     m = Sphere(2)
     x = m.random_base(64, generator=torch.Generator().manual_seed(4), dtype=F64)
     s, t = times(64, 5)
@@ -131,7 +103,7 @@ def test_rotation_flow_on_sphere(method):
 
 
 @pytest.mark.parametrize("method", list(SD))
-def test_translation_flow_on_torus(method):
+def test_translation_flow_on_torus(method, times):
     m = FlatTorus(2)
     c = torch.tensor([1.1, -2.3], dtype=F64)
 
@@ -154,7 +126,7 @@ def test_translation_flow_on_torus(method):
 
 
 @pytest.mark.parametrize("method", list(SD))
-def test_euclidean_reduction_gaussian_affine_map(method):
+def test_euclidean_reduction_gaussian_affine_map(method, times):
     m = Euclidean(2)
     mean, c = torch.tensor([1.5, -0.5], dtype=F64), 0.6
     g = torch.Generator().manual_seed(8)
@@ -166,7 +138,7 @@ def test_euclidean_reduction_gaussian_affine_map(method):
     assert SD[method](FlowMap(m, GaussianNet(mean, c, 1.2)), xs, s, t).mean() > 1e-5
 
 
-def test_euclidean_losses_equal_boffi_forms():
+def test_euclidean_losses_equal_boffi_forms(times):
     """With Euclidean ops, G-LSD = |d/dt X_{s,t}(x) - v_{t,t}(X_{s,t}(x))|^2 with X = x + (t - s) v_{s,t}(x)."""
     m = Euclidean(3)
     torch.manual_seed(0)
@@ -194,7 +166,7 @@ def test_identity_and_tangent_condition(m):
     assert m.belongs(y, atol=1e-10).all()
 
 
-def test_stop_gradients_match_the_paper():
+def test_stop_gradients_match_the_paper(times):
     """G-PSD's gradient equals that of d^2(X_{s,t}, fixed teacher); G-LSD's equals that with a fixed target."""
     m = Sphere(2)
     torch.manual_seed(2)

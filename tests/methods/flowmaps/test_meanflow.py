@@ -1,10 +1,10 @@
 """Riemannian MeanFlow (G-MF; docs/flowmaps.md (F9); MeanFlow arXiv 2505.13447, our Riemannian form) in the style of
-test_losses.py: the exact single-point flow map has zero loss on S^2 / T^2 / H^2 (and a perturbed one a positive loss),
-the Euclidean reduction equals MeanFlow's own loss and gradient (u regressed on sg[v + (t - s) du/ds]), the loss value
-is the squared norm of the total derivative, the objective wires it in, and a short run on one point converges."""
+test_losses.py, with its fixtures (conftest.py: the exact single-point oracle, its data, the (s, t) draws): the exact
+single-point flow map has zero loss on S^2 / T^2 / H^2 / SO(3) (and a perturbed one a positive loss), the Euclidean
+reduction equals MeanFlow's own loss and gradient (u regressed on sg[v + (t - s) du/ds]), the loss value is the
+squared norm of the total derivative, the objective wires it in, and a short run on one point converges."""
 import pytest
 import torch
-from torch import nn
 
 from agm.errors import ConfigError
 from agm.manifolds import Euclidean, FlatTorus, Lorentz, SO3, Sphere
@@ -14,51 +14,21 @@ from agm.methods.flowmaps.nets import FlowMap, FlowMapMLP
 from agm.paths.geodesic import GeodesicPath
 
 F64 = torch.float64
-
-
-class SinglePointNet(nn.Module):
-    """Exact v_{s,t}(x) = log_x(x1) / (1 - s) for data = delta_{x1}; ``scale`` != 1 perturbs it."""
-
-    def __init__(self, m, x1, scale=1.0):
-        super().__init__()
-        self.m, self.x1, self.scale = m, x1, scale
-
-    def forward(self, s, t, x):
-        return self.scale * self.m.logmap(x, self.x1.expand_as(x)) / (1 - s).reshape(-1, 1)
-
-
-def times(n, seed):
-    g = torch.Generator().manual_seed(seed)
-    t = 0.05 + 0.85 * torch.rand(n, generator=g, dtype=F64)
-    return t * torch.rand(n, generator=g, dtype=F64), t
-
-
-def case(m, seed=0, n=64):
-    g = torch.Generator().manual_seed(seed)
-    x1 = m.random_base(1, generator=g, dtype=F64)
-    x0 = m.random_base(n, generator=g, dtype=F64)
-    if isinstance(m, Sphere):
-        x0 = x0[(x0 @ x1.T).squeeze(-1) > -0.9]
-    if isinstance(m, SO3):
-        x0 = x0[m.dist(x0, x1.expand_as(x0)) < 2.8]
-    return x0, x1.expand(x0.shape[0], -1)
-
-
 CASES = [Sphere(2), FlatTorus(2), Lorentz(2, head="project"), SO3()]
 
 
 @pytest.mark.parametrize("m", CASES, ids=lambda m: m.name)
-def test_exact_single_point_map_has_zero_meanflow_loss(m):
-    x0, x1 = case(m)
+def test_exact_single_point_map_has_zero_meanflow_loss(m, single_point_case, single_point_net, times):
+    x0, x1 = single_point_case(m)
     s, t = times(x0.shape[0], 1)
     path = GeodesicPath(m)
-    exact = meanflow_loss(FlowMap(m, SinglePointNet(m, x1[:1])), path, x0, x1, s, t)
-    bad = meanflow_loss(FlowMap(m, SinglePointNet(m, x1[:1], 1.2)), path, x0, x1, s, t)
+    exact = meanflow_loss(FlowMap(m, single_point_net(m, x1)), path, x0, x1.expand_as(x0), s, t)
+    bad = meanflow_loss(FlowMap(m, single_point_net(m, x1, 1.2)), path, x0, x1.expand_as(x0), s, t)
     assert exact.abs().max() < (1e-8 if not isinstance(m, Lorentz) else 1e-6)
     assert bad.mean() > 1e-3
 
 
-def test_euclidean_reduction_is_meanflow():
+def test_euclidean_reduction_is_meanflow(times):
     """In R^d: loss and gradient equal MeanFlow's ||u - sg[v + (t - s)(J_x u v + d_s u)]||^2, v = x1 - x0."""
     m = Euclidean(2)
     torch.manual_seed(0)
@@ -81,11 +51,12 @@ def test_euclidean_reduction_is_meanflow():
     assert max(float((a - b).abs().max()) for a, b in zip(grad_ours, grad_ref)) < 1e-10
 
 
-def test_value_is_the_squared_norm_of_the_total_derivative_on_the_sphere():
+def test_value_is_the_squared_norm_of_the_total_derivative_on_the_sphere(single_point_case, times):
     m = Sphere(2)
     torch.manual_seed(1)
     fm = FlowMap(m, FlowMapMLP(m, 16, 2)).double()
-    x0, x1 = case(m, 3)
+    x0, x1 = single_point_case(m, 3)
+    x1 = x1.expand_as(x0)
     s, t = times(x0.shape[0], 4)
     path = GeodesicPath(m)
     xst, d = jvp(lambda ss: fm(ss, t, path.point(x0, x1, ss)), (s,), (torch.ones_like(s),))
@@ -94,12 +65,13 @@ def test_value_is_the_squared_norm_of_the_total_derivative_on_the_sphere():
     assert torch.allclose(meanflow_loss(fm, path, x0, x1, s, t)[ok], ref[ok], rtol=1e-6, atol=1e-10)
 
 
-def test_gradient_flows_only_through_the_map():
+def test_gradient_flows_only_through_the_map(single_point_case, times):
     """The stop-gradient: the loss's gradient equals that of d(X, fixed target)^2 / (t - s)^2."""
     m = Sphere(2)
     torch.manual_seed(2)
     fm = FlowMap(m, FlowMapMLP(m, 16, 2)).double()
-    x0, x1 = case(m, 5, 16)
+    x0, x1 = single_point_case(m, 5, 16)
+    x1 = x1.expand_as(x0)
     s, t = times(x0.shape[0], 6)
     path = GeodesicPath(m)
     g1 = torch.autograd.grad(meanflow_loss(fm, path, x0, x1, s, t).sum(), list(fm.parameters()))
@@ -111,14 +83,15 @@ def test_gradient_flows_only_through_the_map():
     assert max(float((a - b).abs().max()) for a, b in zip(g1, g2)) < 1e-10
 
 
-def test_adaptive_weight_and_objective():
+def test_adaptive_weight_and_objective(single_point_case, times):
     m = Sphere(2)
     fm = FlowMap(m, FlowMapMLP(m, 16, 2))
     obj = FlowMapObjective(GeodesicPath(m), "meanflow", diag_fraction=0.75)
     out = obj(fm, m.random_base(40), m.random_base(40), generator=torch.Generator().manual_seed(0))
     assert out["diag"].shape == (30,) and out["sd"].shape == (10,)
     assert torch.allclose(out["loss"], out["diag"].mean() + out["sd"].mean())
-    x0, x1 = case(m, 7)
+    x0, x1 = single_point_case(m, 7)
+    x1 = x1.expand_as(x0)
     s, t = times(x0.shape[0], 8)
     fm64 = fm.double()
     plain = meanflow_loss(fm64, GeodesicPath(m), x0, x1, s, t)

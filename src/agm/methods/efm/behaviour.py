@@ -107,35 +107,45 @@ def generate_dataset(
     n_transitions: int = 30_000,
     *,
     mixture: dict[str, float] | None = None,
+    policy: Policy | None = None,
     seed: int = 0,
     reference_episodes: int = 10,
 ) -> OfflineDataset:
-    """Roll out the behaviour mixture until ``n_transitions`` are collected (whole episodes, last one cut and
-    marked as a timeout); metadata holds the env id, mixture, per-behaviour returns and reference returns."""
+    """Roll out the behaviour mixture, or the one ``policy(obs, rng) -> action`` given instead of a mixture, until
+    ``n_transitions`` are collected (whole episodes, episode e reset with seed ``seed * 100_003 + e``, the last one
+    cut and marked as a timeout). One ``np.random.default_rng(seed)`` drives the episodes' behaviour draws (mixture
+    only) and the policies. Metadata holds the env id, mixture ({'policy': 1.0} for ``policy``), per-behaviour
+    returns and reference returns (uniform random and the scripted expert over ``reference_episodes`` episodes each;
+    0: none measured, None)."""
     check_positive("n_transitions", n_transitions, integer=True)
-    check_positive("reference_episodes", reference_episodes, integer=True)
+    check_positive("reference_episodes", reference_episodes, integer=True, allow_zero=True)
     try:
         env = gym.make(env_id)
     except Exception as err:  # gymnasium raises several types for unknown / uninstallable envs
         raise ConfigError(f"env={env_id!r} cannot be created here ({type(err).__name__}: {err}); built-in experts exist for {list(BUILTIN_ENVS)}") from err
     expert = EXPERTS.get(env_id)
-    if mixture is None:
-        mixture = {k: 1.0 for k in BEHAVIOURS} if expert is not None else {"random": 1.0}
-    for k, p in mixture.items():
-        check_choice("mixture key", k, BEHAVIOURS)
-        check_positive(f"mixture[{k}]", p, allow_zero=True)
-    kinds = [k for k, p in mixture.items() if p > 0]
-    if not kinds:
-        raise ConfigError(f"mixture={mixture!r} has no positive weight; accepted: weights >= 0 with a positive sum over {list(BEHAVIOURS)}")
-    probs = np.array([mixture[k] for k in kinds], dtype=np.float64)
-    probs /= probs.sum()
-    policies = {k: make_behaviour(env, k, expert) for k in kinds}
+    if policy is not None:
+        if mixture is not None:
+            raise ConfigError("generate_dataset takes mixture= or policy=, not both")
+        kinds, probs, policies = ["policy"], np.ones(1), {"policy": policy}
+    else:
+        if mixture is None:
+            mixture = {k: 1.0 for k in BEHAVIOURS} if expert is not None else {"random": 1.0}
+        for k, p in mixture.items():
+            check_choice("mixture key", k, BEHAVIOURS)
+            check_positive(f"mixture[{k}]", p, allow_zero=True)
+        kinds = [k for k, p in mixture.items() if p > 0]
+        if not kinds:
+            raise ConfigError(f"mixture={mixture!r} has no positive weight; accepted: weights >= 0 with a positive sum over {list(BEHAVIOURS)}")
+        probs = np.array([mixture[k] for k in kinds], dtype=np.float64)
+        probs /= probs.sum()
+        policies = {k: make_behaviour(env, k, expert) for k in kinds}
     rng = np.random.default_rng(seed)
     cols: dict[str, list] = {k: [] for k in ("observations", "actions", "rewards", "next_observations", "terminals", "timeouts")}
     per_kind: dict[str, list[float]] = {k: [] for k in kinds}
     n, ep = 0, 0
     while n < n_transitions:
-        kind = kinds[int(rng.choice(len(kinds), p=probs))]
+        kind = "policy" if policy is not None else kinds[int(rng.choice(len(kinds), p=probs))]
         pol = policies[kind]
         obs, _ = env.reset(seed=seed * 100_003 + ep)
         done, total = False, 0.0
@@ -153,8 +163,8 @@ def generate_dataset(
         ep += 1
     env.close()
     arrays = {k: np.asarray(v) for k, v in cols.items()}
-    ref_random = rollout_returns(env_id, make_behaviour(gym.make(env_id), "random", None), reference_episodes, seed + 10_000)
-    ref_expert = rollout_returns(env_id, expert, reference_episodes, seed + 20_000) if expert is not None else None
+    ref_random = rollout_returns(env_id, make_behaviour(gym.make(env_id), "random", None), reference_episodes, seed + 10_000) if reference_episodes else None
+    ref_expert = rollout_returns(env_id, expert, reference_episodes, seed + 20_000) if expert is not None and reference_episodes else None
     meta = {
         "env_id": env_id,
         "seed": seed,
@@ -162,9 +172,9 @@ def generate_dataset(
         "mixture": {k: float(p) for k, p in zip(kinds, probs)},
         "behaviour_returns": {k: (float(np.mean(v)) if v else None) for k, v in per_kind.items()},
         "behaviour_episodes": {k: len(v) for k, v in per_kind.items()},
-        "ref_random_return": float(np.mean(ref_random)),
+        "ref_random_return": float(np.mean(ref_random)) if ref_random is not None else None,
         "ref_expert_return": float(np.mean(ref_expert)) if ref_expert is not None else None,
-        "policies_doc": "agm.methods.efm.behaviour module docstring",
+        "policies_doc": "the caller's policy" if policy is not None else "agm.methods.efm.behaviour module docstring",
     }
     return OfflineDataset(**arrays, meta=meta)
 

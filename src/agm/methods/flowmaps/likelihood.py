@@ -9,8 +9,9 @@ RFM, arXiv 2302.03660, for the baseline),
 with log rho_0 the prior's density with respect to the Riemannian volume (``Manifold.log_prior``; uniform on S^2:
 -log 4 pi) and div_g the Riemannian divergence (:func:`agm.manifolds.divergence.divergence`, exact trace by
 d forward-mode JVPs or a Hutchinson estimate in the tangent space with probes held fixed along each trajectory).
-The ODE is integrated backward from t = 1 with fixed steps: Euler x <- exp_x(-h v(x, t)), or midpoint
-m = exp_x(-h/2 v(x, t)), x <- exp_x(-h proj_x v(m, t - h/2)) with the divergence taken at the midpoint.
+The ODE is integrated backward from t = 1 with fixed steps (:func:`agm.samplers.ode.integrate`, geodesic steps):
+Euler x <- exp_x(-h v(x, t)), or midpoint m = exp_x(-h/2 v(x, t)), x <- exp_x(-h proj_x v(m, t - h/2)) with the
+divergence taken at the midpoint.
 NLL = -log p_1 in nats, with densities with respect to the Riemannian volume (area on the unit sphere).
 """
 from __future__ import annotations
@@ -24,6 +25,7 @@ from agm.errors import check_choice, check_positive
 from agm.manifolds.base import Manifold
 from agm.manifolds.divergence import ESTIMATORS, NOISES, divergence
 from agm.samplers.base import time_grid
+from agm.samplers.ode import integrate
 
 Field = Callable[[Tensor, Tensor], Tensor]
 
@@ -45,6 +47,10 @@ def log_likelihood(manifold: Manifold, field: Field, x1: Tensor, *, steps: int =
     check_positive("batch_size", batch_size, integer=True)
     manifold.check_point(x1, "x1")
     ts = time_grid(steps, 0.0, 1.0, dtype=x1.dtype, device=x1.device)
+
+    def step(x: Tensor, h: Tensor, v: Tensor) -> Tensor:  # the geodesic step, v projected onto T_x M
+        return manifold.projx(manifold.expmap(x, h * manifold.proju(x, v)))
+
     out = []
     for chunk in x1.split(batch_size):
         reps = 1 if estimator == "exact" else n_probes
@@ -55,22 +61,10 @@ def log_likelihood(manifold: Manifold, field: Field, x1: Tensor, *, steps: int =
             eps = torch.randn(x.shape[0], manifold.dim, generator=generator, dtype=x.dtype, device=dev).to(x.device)
             if noise == "rademacher":
                 eps = torch.sign(eps)
-        acc = x.new_zeros(x.shape[0])
-        for i in range(steps, 0, -1):
-            t, h = ts[i], ts[i] - ts[i - 1]
-            tb = t.expand(x.shape[0])
-            if method == "euler":
-                v, div = divergence(manifold, lambda xx: field(xx, tb), x, estimator=estimator, eps=eps)
-                x_new = manifold.expmap(x, -h * manifold.proju(x, v))
-            else:
-                k1 = manifold.proju(x, field(x, tb))
-                mid = manifold.projx(manifold.expmap(x, -0.5 * h * k1))
-                tm = (t - 0.5 * h).expand(x.shape[0])
-                vm, div = divergence(manifold, lambda xx: field(xx, tm), mid, estimator=estimator, eps=eps)
-                x_new = manifold.expmap(x, -h * manifold.proju(x, vm))
-            acc = acc + h * div
-            x = manifold.projx(x_new)
-        logp = manifold.log_prior(x) - acc
+        x, acc = integrate(
+            field, x, ts.flip(0), method=method, step=step,
+            integrand=lambda xx, t: divergence(manifold, lambda y: field(y, t), xx, estimator=estimator, eps=eps))
+        logp = manifold.log_prior(x) + acc  # acc = int_1^0 div dt = -int_0^1 div dt
         out.append(logp.reshape(reps, -1).mean(0))
     return torch.cat(out)
 
