@@ -24,6 +24,8 @@ Metrics (agm.metrics, standardised units, against the held-out 20%): exact W2 (P
 (the "data floor": what a perfect sampler of the training distribution would score on this test split).
 
     python experiments/bellman/tabular.py --steps 2000 --jobs 3 --bd sliced_noise --samplers normal data_gaussian
+    python experiments/bellman/tabular.py --steps 2000 --jobs 1 --bd sliced_noise --transforms whiten --samplers normal \
+        --out experiments/results/bellman_tabular_v3.json    # the PCA-whitened tables (issue 18, breast_cancer MMD)
     python experiments/bellman/tabular.py --quick    # smoke (< 1 min)
     python experiments/bellman/tabular.py --data wine /path/winequality-red.csv
 Writes experiments/results/bellman_tabular_v2.json and .png (rewritten after every finished job; "complete" says
@@ -151,7 +153,40 @@ BD_CONFIGS = {
     "sliced_clean_exact": ["field.kernel=sliced", "field.eps=0.3", "field.scale=kernel", "field.trace=exact"],
     "full_silverman_noise": ["field.kernel=full", "field.eps_rule=silverman", "field.level_noise=data", "field.scale=kernel",
                              "field.trace=exact"],
+    # issue 18 breast_cancer diagnosis (docs/bellman.md): the same setting at a smaller training-noise variance
+    "sliced_noise_eps0.1": ["field.kernel=sliced", "field.eps=0.1", "field.level_noise=data", "field.scale=kernel", "field.trace=exact"],
+    "sliced_noise_eps0.05": ["field.kernel=sliced", "field.eps=0.05", "field.level_noise=data", "field.scale=kernel", "field.trace=exact"],
+    "sliced_noise_eps0.2": ["field.kernel=sliced", "field.eps=0.2", "field.level_noise=data", "field.scale=kernel", "field.trace=exact"],
+    # eps-conditioned fields at two noised levels; the sampler runs half its steps at the larger, then at the smaller
+    "sliced_noise_anneal0.3to0.1": ["field.kernel=sliced", "field.eps=0.1", "field.eps_levels=[1,3]", "field.level_noise=data",
+                                    "field.scale=kernel", "field.trace=exact"],
 }
+# data transforms applied to the standardised training rows before Bellman Diffusion is fitted (samples are mapped back, so
+# every metric stays in the standardised units of the split): "standard" = none; "whiten" = PCA whitening with the training
+# rows' covariance, z = (x - m) V diag(lambda)^(-1/2), so that N(0, eps I) noise in z is N(0, eps Sigma) in x
+TRANSFORMS = ("standard", "whiten")
+
+
+def whitener(x: torch.Tensor, transform: str = "whiten", ridge: float = 1e-6):
+    """(forward, inverse) maps of ``transform`` fitted on the rows x (N, D); "standard" gives identities. ``ridge`` is added to
+    the covariance's eigenvalues (relative to the largest) so that a rank-deficient table stays invertible."""
+    if transform == "standard":
+        return (lambda u: u), (lambda u: u)
+    if transform != "whiten":
+        raise ValueError(f"transform={transform!r}; accepted: {TRANSFORMS}")
+    x64 = x.double()
+    m = x64.mean(0)
+    lam, vec = torch.linalg.eigh(torch.cov(x64.T))
+    lam = lam.clamp_min(0) + ridge * float(lam.max())
+    fwd_mat, inv_mat = vec / lam.sqrt(), lam.sqrt()[:, None] * vec.T
+
+    def forward(u: torch.Tensor) -> torch.Tensor:
+        return ((u.double() - m) @ fwd_mat).to(u.dtype)
+
+    def inverse(z: torch.Tensor) -> torch.Tensor:
+        return (z.double() @ inv_mat + m).to(z.dtype)
+
+    return forward, inverse
 SAMPLERS = ("normal", "normal_clip", "data_gaussian", "data_gaussian_clip")
 
 
@@ -167,30 +202,42 @@ def split(name: str, seed: int):
 
 
 def scores(xs: torch.Tensor, xte: torch.Tensor, seed: int) -> dict:
+    """W2 and MMD (median heuristic on the pooled sample, so the kernel widths depend on the model's samples) against the
+    held-out rows, and "mmd_fixed_bw": the same MMD with widths fixed by the held-out rows alone (median pairwise distance
+    of xte times the same multipliers), one kernel for every model of a split."""
     from agm.metrics import mmd, wasserstein2
+    from agm.metrics.mmd import DEFAULT_BANDWIDTH_MULTIPLIERS
 
     ok = torch.isfinite(xs).all(1)
     out = {"finite_fraction": float(ok.float().mean())}
     xs = xs[ok]
     if xs.shape[0] >= 2:
-        out.update({"w2": wasserstein2(xs, xte, max_samples=None), "mmd": mmd(xs, xte, max_samples=None, seed=seed)})
+        hs = [m * float(torch.pdist(xte.double()).median()) for m in DEFAULT_BANDWIDTH_MULTIPLIERS]
+        out.update({"w2": wasserstein2(xs, xte, max_samples=None), "mmd": mmd(xs, xte, max_samples=None, seed=seed),
+                    "mmd_fixed_bw": mmd(xs, xte, hs, max_samples=None, seed=seed)})
     return out
 
 
 def run_bd(name: str, seed: int, config: str, steps: int, batch: int, lr: float, n_eval_max: int, sample_steps: int,
-           samplers: tuple = SAMPLERS) -> dict:
-    """One Bellman Diffusion configuration on one set and seed, through the library (fit_fields, sample_fields)."""
+           samplers: tuple = SAMPLERS, transform: str = "standard", return_samples: bool = False) -> dict:
+    """One Bellman Diffusion configuration on one set and seed, through the library (fit_fields, sample_fields); with
+    ``transform='whiten'`` the fields are fitted on PCA-whitened rows and the samples mapped back before scoring.
+    ``return_samples``: also return {sampler: samples in standardised units} (diagnostics)."""
     from agm.methods.bellman.run import base_eps, fit_fields, initial_points, load_config, sample_fields
 
     torch.set_num_threads(1)
     xtr, xte, _ = split(name, seed)
     xte = xte[:n_eval_max]
+    fwd, inv = whitener(xtr, transform)
+    xtr = fwd(xtr)
     n = xte.shape[0]
     cfg = load_config(None, [*BD_CONFIGS[config], f"train.steps={steps}", f"train.batch_size={batch}", f"train.lr={lr}", f"seed={seed}",
                              f"sample.steps={sample_steps}"])
     t0 = time.time()
     nets, meta, _ = fit_fields(cfg, xtr)
-    out = {"set": name, "seed": seed, "model": f"bd:{config}", "eps": base_eps(cfg, meta), "train_s": time.time() - t0, "samplers": {}}
+    model = f"bd:{config}" + ("" if transform == "standard" else f"+{transform}")
+    out = {"set": name, "seed": seed, "model": model, "eps": base_eps(cfg, meta), "train_s": time.time() - t0, "samplers": {}}
+    kept = {}
     with torch.no_grad():
         g_on_data = nets["g"](xtr, out["eps"]) if cfg.field.eps_levels else nets["g"](xtr)
         gclip = 2.0 * float(g_on_data.norm(dim=1).max())
@@ -200,9 +247,10 @@ def run_bd(name: str, seed: int, config: str, steps: int, batch: int, lr: float,
         gen = torch.Generator().manual_seed(seed + 7)
         x0 = initial_points(cfg, meta, n, generator=gen)
         t0 = time.time()
-        xs = sample_fields(nets, cfg, meta, x0, generator=gen, drift_clip=gclip if sname.endswith("clip") else None)
+        xs = inv(sample_fields(nets, cfg, meta, x0, generator=gen, drift_clip=gclip if sname.endswith("clip") else None))
         out["samplers"][sname] = {**scores(xs, xte, seed), "sample_s": time.time() - t0}
-    return out
+        kept[sname] = xs
+    return (out, kept) if return_samples else out
 
 
 def run_ddpm(name: str, seed: int, steps: int, batch: int, lr: float, n_eval_max: int) -> dict:
@@ -239,6 +287,8 @@ def main(argv=None) -> int:
     ap.add_argument("--samplers", nargs="+", default=list(SAMPLERS), choices=list(SAMPLERS))
     ap.add_argument("--no-ddpm", action="store_true", help="Bellman Diffusion only (ablations)")
     ap.add_argument("--bd", nargs="+", default=["sliced_noise"], choices=list(BD_CONFIGS), help="Bellman Diffusion configurations")
+    ap.add_argument("--transforms", nargs="+", default=["standard"], choices=list(TRANSFORMS),
+                    help="data transforms for Bellman Diffusion (each BD configuration runs once per transform; default standard)")
     ap.add_argument("--data", nargs="+", default=list(BUILTIN), help=f"built-in names {list(BUILTIN)} or local CSV paths")
     ap.add_argument("--jobs", type=int, default=1, help="parallel worker processes (1 thread each)")
     ap.add_argument("--out", default=str(ROOT / "experiments" / "results" / "bellman_tabular_v2.json"), help="results JSON path")
@@ -252,6 +302,7 @@ def main(argv=None) -> int:
     results = {"command": " ".join(["python", "experiments/bellman/tabular.py", *(argv if argv is not None else sys.argv[1:])]),
                "settings": {"fit_steps": steps, "batch_size": args.batch, "lr": args.lr, "bd_sample_steps": sample_steps,
                             "ddpm_sample_steps": 500, "n_eval_max": 1000, "bd_configs": {k: BD_CONFIGS[k] for k in args.bd},
+                            "bd_transforms": list(args.transforms),
                             "samplers": list(args.samplers)},
                "runs": []}
     jobs = []
@@ -260,8 +311,9 @@ def main(argv=None) -> int:
             if not args.no_ddpm:
                 jobs.append(("ddpm", dict(name=name, seed=seed, steps=steps, batch=args.batch, lr=args.lr, n_eval_max=1000)))
             for c in args.bd:
-                jobs.append(("bd", dict(name=name, seed=seed, config=c, steps=steps, batch=args.batch, lr=args.lr, n_eval_max=1000,
-                                        sample_steps=sample_steps, samplers=tuple(args.samplers))))
+                for tf in args.transforms:
+                    jobs.append(("bd", dict(name=name, seed=seed, config=c, steps=steps, batch=args.batch, lr=args.lr, n_eval_max=1000,
+                                            sample_steps=sample_steps, samplers=tuple(args.samplers), transform=tf)))
     t0 = time.time()
     from agm.training.results import write_result
 
@@ -290,7 +342,7 @@ def main(argv=None) -> int:
 
 
 def summarise(runs: list[dict], sets: list[str]) -> dict:
-    """{set: {model/sampler: {w2: [mean, sd], mmd: [mean, sd], finite: mean, ratio_w2/ratio_mmd: mean of per-seed ratios to DDPM}}}."""
+    """{set: {model/sampler: {w2: [mean, sd], mmd: [mean, sd], finite: mean, ratio_<metric>_to_ddpm: ratio of the seed means to DDPM's}}}."""
     table = {}
     for name in sets:
         rs = [r for r in runs if r["set"] == name]
@@ -304,7 +356,7 @@ def summarise(runs: list[dict], sets: list[str]) -> dict:
         out = {}
         for key, vals in row.items():
             ent = {"finite": float(np.mean([v["finite_fraction"] for _, v in vals])), "n_seeds": len(vals)}
-            for k in ("w2", "mmd"):
+            for k in ("w2", "mmd", "mmd_fixed_bw"):
                 xs = [v[k] for _, v in vals if k in v]
                 ent[k] = [float(np.mean(xs)), float(np.std(xs))] if xs else [float("nan"), float("nan")]
                 # ratio to DDPM's mean (MMD can be ~0 or negative: unbiased estimate; ratios of means, not means of ratios)
@@ -312,7 +364,9 @@ def summarise(runs: list[dict], sets: list[str]) -> dict:
         dd = out.get("ddpm/reverse_sde")
         if dd:
             for key, ent in out.items():
-                for k in ("w2", "mmd"):
+                for k in ("w2", "mmd", "mmd_fixed_bw"):
+                    if k not in ent or k not in dd:
+                        continue
                     ent[f"ratio_{k}_to_ddpm"] = float(ent[k][0] / dd[k][0]) if dd[k][0] > 0 else float("nan")
         table[name] = out
     return table
