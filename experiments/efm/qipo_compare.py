@@ -83,6 +83,24 @@ def _score(data, returns):
     return float(np.mean(normalized_score(np.asarray(returns), data.meta["ref_random_return"], data.meta["ref_expert_return"])))
 
 
+def knn_bc_score(data, env_id: str, k: int, episodes: int, seed: int) -> float:
+    """A non-parametric behaviour-cloning reference: at each step, the action of one of the k nearest data states
+    (standardised observations), drawn uniformly; it estimates what cloning the data's per-state action law can reach."""
+    from agm.methods.efm.evaluate import evaluate_policy
+
+    obs = data.observations.float()
+    m, s = obs.mean(0), obs.std(0).clamp_min(1e-3)
+    on, acts = (obs - m) / s, data.actions.float()
+    g = torch.Generator().manual_seed(seed)
+
+    def act(o):
+        d = torch.cdist((torch.as_tensor(o, dtype=torch.float32) - m) / s, on)
+        nn_idx = d.topk(k, largest=False).indices
+        return acts[nn_idx[torch.arange(len(o)), torch.randint(0, k, (len(o),), generator=g)]].numpy()
+
+    return _score(data, evaluate_policy(act, env_id, episodes, seed=seed))
+
+
 def run_job(spec: dict) -> dict:
     """One (data set, method, seed): train, evaluate; QIPO jobs evaluate every phase-3 variant x act-time sampler."""
     torch.set_num_threads(1)
@@ -113,6 +131,11 @@ def run_job(spec: dict) -> dict:
     k2 = cfg.phase_ends[1]
     trainer.fit(k2)
     snap = trainer.snapshot()
+    diag_idx = None
+    if spec.get("diagnose"):  # fixed data states: the learned Q of the data's own actions after phase 2 (its scale)
+        diag_idx = torch.randperm(len(data), generator=torch.Generator().manual_seed(3))[:2000]
+        with torch.no_grad():
+            out["q_data_actions_mean"] = float(algo.q_value(data.observations[diag_idx], algo.actions[diag_idx][:, None]).mean())
     out["variants"] = []
     for var in spec["variants"]:
         trainer.restore(snap)
@@ -130,6 +153,14 @@ def run_job(spec: dict) -> dict:
             algo.gen.manual_seed(seed + 2)
             rets = evaluate_policy(algo.act, env_id, eps, seed=fin_seed)
             rec["samplers"].append({"steps": steps, "method": method, "score": _score(data, rets), "return_mean": float(np.mean(rets))})
+        if diag_idx is not None:  # E_pi[Q] of the trained policy (8 samples per state) and best-of-8 by the same Q
+            obs = data.observations[diag_idx]
+            with torch.no_grad():
+                a = algo.policy.sample(obs, 8, generator=torch.Generator().manual_seed(0))
+                rec["q_policy_mean"] = float(algo.q_value(obs, a).mean())
+            algo.gen.manual_seed(seed + 2)
+            rets = evaluate_policy(lambda o: algo.act(o, best_of=8), env_id, eps, seed=fin_seed)
+            rec["best_of_8_score"] = _score(data, rets)
         out["variants"].append(rec)
     out["seconds"] = time.time() - t0
     return out
@@ -147,9 +178,11 @@ def summarise(jobs: list[dict], data_scores: dict) -> dict:
                 rows.setdefault(j["method"], []).append(j["score"])
                 continue
             for v in j["variants"]:
+                vname = "qipo " + " ".join(f"{k}={val}" for k, val in v["variant"].items())
                 for s in v["samplers"]:
-                    name = "qipo " + " ".join(f"{k}={val}" for k, val in v["variant"].items()) + f" act={s['steps']}{s['method']}"
-                    rows.setdefault(name, []).append(s["score"])
+                    rows.setdefault(vname + f" act={s['steps']}{s['method']}", []).append(s["score"])
+                if "best_of_8_score" in v:
+                    rows.setdefault(vname + " best-of-8 by Q", []).append(v["best_of_8_score"])
         table[ds] = {"behaviour_data_score": data_scores.get(ds), **{k: seed_summary(v) for k, v in rows.items()}}
     return table
 
@@ -179,6 +212,11 @@ def main(argv: list[str] | None = None) -> int:
                    help="Pendulum-v1 medium-replay .npz (experiments/efm/qipo_data.py --env Pendulum-v1)")
     p.add_argument("--variants", default=None, help="QIPO phase-3 variants as JSON (a list of QIPOConfig key dicts)")
     p.add_argument("--samplers", default=None, help="QIPO act-time samplers as JSON, e.g. [[5, \"euler\"], [10, \"heun\"]]")
+    p.add_argument("--diagnose", action="store_true",
+                   help="QIPO: also record the learned Q of the data's actions (after phase 2), of the trained policy's "
+                        "actions (E_pi Q), and the best-of-8-by-Q score of every variant (with the last act-time sampler)")
+    p.add_argument("--knn-bc", type=int, nargs="*", default=[], metavar="K",
+                   help="also score the k-nearest-neighbour behaviour-cloning reference (knn_bc_score) for each K")
     p.add_argument("--workers", type=int, default=1)
     p.add_argument("--quick", action="store_true", help="smoke mode: tiny budgets, Pendulum, 1 seed")
     p.add_argument("--out", default=None)
@@ -209,11 +247,16 @@ def main(argv: list[str] | None = None) -> int:
             for seed in args.seeds:
                 specs.append({"dataset": ds, "env": DATASETS[ds], "data_path": str(paths[ds]), "method": method, "seed": seed,
                               "steps": args.k1 + args.k2 + args.k3, "hidden": args.hidden, "depth": args.depth,
-                              "qipo_set": qipo_set, "variants": variants, "samplers": samplers, "episodes": args.episodes})
+                              "qipo_set": qipo_set, "variants": variants, "samplers": samplers, "episodes": args.episodes,
+                              "diagnose": args.diagnose})
     specs.sort(key=lambda s: (s["dataset"] != "hopper-medium-replay", s["method"] != "qipo"))  # longest first
     result = {"command": " ".join(["python", "experiments/efm/qipo_compare.py", *(sys.argv[1:] if argv is None else argv)]),
               "settings": vars(args), "qipo_config": base.to_dict(), "machine": machine_info(), "jobs": []}
     t0 = time.time()
+    if args.knn_bc:
+        result["knn_bc"] = {ds: {str(k): knn_bc_score(load_npz(paths[ds]), DATASETS[ds], k, args.episodes, 50_000) for k in args.knn_bc}
+                            for ds in args.datasets}
+        print("knn-bc", json.dumps(result["knn_bc"]), flush=True)
 
     def record(job):
         result["jobs"].append(job)

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 
-EXP = Path(__file__).resolve().parents[2] / "experiments" / "bellman"
+EXP = Path(__file__).resolve().parents[3] / "experiments" / "bellman"
 
 
 def _load(name: str):
