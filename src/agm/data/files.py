@@ -7,7 +7,8 @@ from __future__ import annotations
 
 import csv
 from pathlib import Path
-from typing import Sequence, Union
+from dataclasses import dataclass, field
+from typing import Optional, Sequence, Union
 
 import numpy as np
 import torch
@@ -72,8 +73,42 @@ def csv_header(path: Union[str, Path]) -> list[str] | None:
     return None
 
 
+@dataclass
+class UserTable:
+    """The keys of a user's table, the same in every method's ``data`` group (a method's DataConfig subclasses this
+    and adds its built-in sets): where the file is, the held-out share, and the column transforms (docs/data.md)."""
+
+    path: Optional[str] = None  # user file: .npy / .csv of shape (N, D); sets data.name='file'
+    test_fraction: float = 0.1  # user files: held-out fraction (split by the run's seed)
+    standardise: bool = True  # user files: per-column (x - mean) / std, inverted at sampling (docs/data.md)
+    log_columns: list = field(default_factory=list)  # user files: signed-log columns (index or header name)
+    quantile_columns: list = field(default_factory=list)  # user files: Gaussianised columns (index or header name)
+    whiten: bool = False  # user files: PCA-whiten the standardised columns (identity covariance; docs/data.md)
+
+    def resolve_file(self) -> None:
+        """A path given means the table is the data: ``name`` becomes 'file'."""
+        if self.path is not None and getattr(self, "name", "file") != "file":
+            self.name = "file"
+
+    def check_table(self) -> None:
+        """ConfigError naming the key for a bad held-out share, a file set without a path, or whitening without
+        standardisation."""
+        tf = self.test_fraction
+        if isinstance(tf, bool) or not isinstance(tf, (int, float)) or not 0 < tf < 1:
+            raise ConfigError(f"data.test_fraction={tf!r} must be in (0, 1)")
+        if getattr(self, "name", None) == "file" and self.path is None:
+            raise ConfigError("data.name='file' needs data.path (a .npy or .csv file of shape (N, D))")
+        if self.whiten and not self.standardise:
+            raise ConfigError("data.whiten=true needs data.standardise=true (whitening acts on the standardised columns)")
+
+    def load_table(self, seed: int):
+        """(train, test, transform, names) of :func:`load_user_data` with this group's keys."""
+        return load_user_data(self.path, test_fraction=self.test_fraction, seed=seed, standardise=self.standardise,
+                              log_columns=self.log_columns, quantile_columns=self.quantile_columns, whiten=self.whiten)
+
+
 def load_user_data(path: Union[str, Path], *, test_fraction: float, seed: int, standardise: bool = True,
-                   log_columns: list | tuple = (), quantile_columns: list | tuple = ()):
+                   log_columns: list | tuple = (), quantile_columns: list | tuple = (), whiten: bool = False):
     """A user's table, the same way for every method: load (header names kept), split by the seed, fit the
     column transform on the training rows only (:class:`agm.data.transforms.DataTransform`), transform both.
 
@@ -84,7 +119,8 @@ def load_user_data(path: Union[str, Path], *, test_fraction: float, seed: int, s
     x = load_array(path)
     names = csv_header(path)
     train, test = split(x, test_fraction, seed=seed)
-    tr = DataTransform.fit(train, standardise=standardise, log_columns=log_columns, quantile_columns=quantile_columns, names=names)
+    tr = DataTransform.fit(train, standardise=standardise, log_columns=log_columns, quantile_columns=quantile_columns,
+                           names=names, whiten=whiten)
     if tr.is_identity:
         return train, test, None, names
     return tr.forward(train), tr.forward(test), tr, names

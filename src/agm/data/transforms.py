@@ -3,7 +3,7 @@
 Every method treats a user's table the same way (docs/data.md): columns in their own units (millimetres next
 to dollars) are mapped to a common scale before training, and samples are mapped back.
 
-    y = standardise( quantile_or_log( x ) )
+    y = whiten( standardise( quantile_or_log( x ) ) )
 
 * ``log_columns``: signed log, y = sign(x) log(1 + |x|), for heavy-tailed columns (no fit; exact inverse);
 * ``quantile_columns``: the empirical CDF followed by the standard normal quantile,
@@ -11,7 +11,11 @@ to dollars) are mapped to a common scale before training, and samples are mapped
   quantiles (so the training range maps onto [Phi^{-1}(1/2m), Phi^{-1}(1 - 1/2m)], finite; inverse: the same
   map backwards, exact up to float64 rounding inside the training range; samples beyond it are clamped to the
   column's training range);
-* ``standardise``: y = (x - mean) / std per column (std floored at 1e-8 times the column's scale).
+* ``standardise``: y = (x - mean) / std per column (std floored at 1e-8 times the column's scale);
+* ``whiten`` (off by default; needs ``standardise``): PCA whitening of the standardised columns,
+  y = V^T s / sqrt(lambda + delta), with (lambda, V) the eigenpairs of their training covariance and
+  delta = 1e-6 max(lambda) (a constant or collinear column stays finite). The training rows then have identity
+  covariance, so isotropic noise or an isotropic kernel is shaped like the data (docs/data.md); exact inverse.
 
 Columns are given by 0-based index, or by name when the file had a header.
 """
@@ -59,10 +63,12 @@ class DataTransform:
     std: list[float] | None = None
     quantiles: dict[int, list[float]] = field(default_factory=dict)
     names: list[str] | None = None  # the table's column names (from its header), kept for the samples written later
+    whiten: list[list[float]] | None = None  # D x D whitening matrix W (y = s W), fitted on the standardised rows
+    unwhiten: list[list[float]] | None = None  # its inverse (s = y W^-1)
 
     @classmethod
     def fit(cls, x: Tensor, *, standardise: bool = True, log_columns: Sequence[Any] = (), quantile_columns: Sequence[Any] = (),
-            names: Sequence[str] | None = None, n_quantiles: int = 1000) -> "DataTransform":
+            names: Sequence[str] | None = None, n_quantiles: int = 1000, whiten: bool = False) -> "DataTransform":
         """Fit on training rows ``x`` (N, D)."""
         if x.dim() != 2:
             raise DataError(f"a column transform needs (N, D) data, got shape {tuple(x.shape)}")
@@ -85,6 +91,14 @@ class DataTransform:
             std = y.std(0)
             floor = 1e-8 * y.abs().max(0).values.clamp_min(1.0)
             tr.mean, tr.std = mean.tolist(), torch.maximum(std, floor).tolist()
+        if whiten:
+            if not standardise:
+                raise ConfigError("data.whiten=true needs data.standardise=true (whitening acts on the standardised columns)")
+            s = (y - mean) / torch.maximum(std, floor)
+            lam, vec = torch.linalg.eigh(torch.cov(s.T).reshape(d, d))
+            scale = (lam.clamp_min(0) + 1e-6 * lam.max().clamp_min(1e-12)).sqrt()
+            tr.whiten = (vec / scale).tolist()
+            tr.unwhiten = (vec * scale).T.tolist()
         return tr
 
     # ---- the maps --------------------------------------------------------------------------------
@@ -117,12 +131,16 @@ class DataTransform:
         y = self._pre(x.double())
         if self.standardise:
             y = (y - torch.tensor(self.mean, dtype=y.dtype)) / torch.tensor(self.std, dtype=y.dtype)
+        if self.whiten is not None:
+            y = y @ torch.tensor(self.whiten, dtype=y.dtype)
         return y.to(x.dtype)
 
     def inverse(self, y: Tensor) -> Tensor:
         """Model-space samples (N, D) -> data units."""
         out_dtype = y.dtype
         z = y.detach().double().cpu()
+        if self.unwhiten is not None:
+            z = z @ torch.tensor(self.unwhiten, dtype=z.dtype)
         if self.standardise:
             z = z * torch.tensor(self.std, dtype=z.dtype) + torch.tensor(self.mean, dtype=z.dtype)
         return self._post(z).to(out_dtype)
@@ -135,13 +153,14 @@ class DataTransform:
     def to_dict(self) -> dict[str, Any]:
         return {"standardise": self.standardise, "log_columns": self.log_columns, "quantile_columns": self.quantile_columns,
                 "mean": self.mean, "std": self.std, "quantiles": {str(k): v for k, v in self.quantiles.items()},
-                "names": self.names}
+                "names": self.names, "whiten": self.whiten, "unwhiten": self.unwhiten}
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "DataTransform":
         return cls(standardise=bool(d["standardise"]), log_columns=list(d["log_columns"]),
                    quantile_columns=list(d["quantile_columns"]), mean=d.get("mean"), std=d.get("std"),
-                   quantiles={int(k): v for k, v in (d.get("quantiles") or {}).items()}, names=d.get("names"))
+                   quantiles={int(k): v for k, v in (d.get("quantiles") or {}).items()}, names=d.get("names"),
+                   whiten=d.get("whiten"), unwhiten=d.get("unwhiten"))
 
 
 def _interp(x: Tensor, xp: Tensor, fp: Tensor) -> Tensor:

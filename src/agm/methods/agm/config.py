@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional
 
+from agm.data.files import UserTable
 from agm.errors import ConfigError, check_choice, check_positive
 from agm.training.config import TrainConfig, all_keys as _all_keys, build_config, save_config, validate_config
 
@@ -19,15 +20,10 @@ METHODS = ("baseline", "agm", "time_weight", "fixed_weight", "agm_path")
 
 
 @dataclass
-class DataConfig:
+class DataConfig(UserTable):
     name: str = "moons"  # built-in set (agm.data.toy.toy_names()) or 'file'
-    path: Optional[str] = None  # .npy / .csv of shape (N, D); sets name='file'
     n_train: int = 20000  # built-in sets: training points drawn once from the seed
     n_test: int = 5000  # built-in sets: held-out points for evaluation
-    test_fraction: float = 0.1  # user files: held-out fraction
-    standardise: bool = True  # user files: per-column (x - mean) / std, inverted at sampling (docs/data.md)
-    log_columns: list = field(default_factory=list)  # user files: signed-log columns (index or header name)
-    quantile_columns: list = field(default_factory=list)  # user files: Gaussianised columns (index or header name)
     image_size: int = 0  # images: resize to this size (0 = keep the native size)
 
 
@@ -145,8 +141,7 @@ class Config:
         check_positive("path.sigma", self.path.sigma, allow_zero=True)
         check_positive("potential.warmup_steps", self.potential.warmup_steps, integer=True, allow_zero=True)
         check_positive("potential.every", self.potential.every, integer=True)
-        if not 0 < self.data.test_fraction < 1:
-            raise ConfigError(f"data.test_fraction={self.data.test_fraction!r} must be in (0, 1)")
+        self.data.check_table()
         if self.potential.budget > 1:
             raise ConfigError(f"potential.budget={self.potential.budget!r} must be in (0, 1]")
         if self.potential.clip is not None and (len(self.potential.clip) != 2 or not 0 <= self.potential.clip[0] <= 1 <= self.potential.clip[1]):
@@ -190,8 +185,7 @@ def all_keys(cfg: "Config | None" = None) -> list[str]:
 def load_config(source: str | Path | dict | None = None, overrides: list[str] | tuple = ()) -> Config:
     """Config from a YAML path, a built-in name (see ``builtin_configs()``), a dict or None (defaults)."""
     cfg = build_config(Config, source, overrides, BUILTIN_DIR, validate=False)
-    if cfg.data.path is not None and cfg.data.name != "file":
-        cfg.data.name = "file"
+    cfg.data.resolve_file()
     return validate_config(cfg)
 
 

@@ -56,7 +56,6 @@ class AGMRecipe(Recipe):
         return load_config(path)
 
     def load_data(self, cfg: Config) -> DataBundle:
-        from agm.data.files import load_user_data
         from agm.data.toy import make_toy
 
         if _is_image_data(cfg):
@@ -69,8 +68,7 @@ class AGMRecipe(Recipe):
             if cfg.data.path is None:
                 raise ConfigError("data.name='file' needs data.path (a .npy or .csv file of shape (N, D))")
             d = cfg.data
-            train_x, test_x, tr, names = load_user_data(d.path, test_fraction=d.test_fraction, seed=cfg.seed, standardise=d.standardise,
-                                                         log_columns=d.log_columns, quantile_columns=d.quantile_columns)
+            train_x, test_x, tr, names = d.load_table(cfg.seed)
             meta = {"data_shape": list(train_x.shape[1:]), "columns": names}
             return DataBundle(train_x, test_x, meta, [d.path], tr)
         train_x = make_toy(cfg.data.name, cfg.data.n_train, seed=cfg.seed)

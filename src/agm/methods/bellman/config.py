@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional
 
+from agm.data.files import UserTable
 from agm.errors import ConfigError, check_choice, check_positive
 from agm.training.config import TrainConfig, build_config
 
@@ -35,15 +36,10 @@ ACTION_SELECTION = ("target", "double")
 
 
 @dataclass
-class DataConfig:
+class DataConfig(UserTable):  # standardise/whiten: eps is in the transformed units
     name: str = "moons"  # built-in set (agm.data.toy.toy_names()) or 'file'
-    path: Optional[str] = None  # .npy / .csv of shape (N, D); sets name='file'
     n_train: int = 20000  # built-in sets: training points drawn once from the seed
     n_test: int = 5000  # built-in sets: held-out points for evaluation
-    test_fraction: float = 0.1  # user files: held-out fraction
-    standardise: bool = True  # per-column (x - mean) / std fitted on the training rows, inverted at sampling (eps is in these units)
-    log_columns: list = field(default_factory=list)  # user files: signed-log columns (index or header name)
-    quantile_columns: list = field(default_factory=list)  # user files: Gaussianised columns (index or header name)
 
 
 @dataclass
@@ -101,8 +97,7 @@ class Config:
     eval: EvalConfig = dataclasses.field(default_factory=EvalConfig)
 
     def validate(self) -> "Config":
-        if self.data.path is not None and self.data.name != "file":
-            self.data.name = "file"
+        self.data.resolve_file()
         f, s = self.field, self.sample
         check_positive("field.eps", f.eps)
         check_choice("field.kernel", f.kernel, KERNELS)
@@ -138,8 +133,7 @@ class Config:
             check_positive("sample.step_size", s.step_size)
         if s.drift_clip is not None:
             check_positive("sample.drift_clip", s.drift_clip)
-        if not 0 < self.data.test_fraction < 1:
-            raise ConfigError(f"data.test_fraction={self.data.test_fraction!r} must be in (0, 1)")
+        self.data.check_table()
         return self
 
     def get(self, dotted: str) -> Any:

@@ -154,7 +154,6 @@ class BellmanRecipe(Recipe):
         return b
 
     def _load_rows(self, cfg: Config) -> DataBundle:
-        from agm.data.files import load_user_data
         from agm.data.toy import make_toy
         from agm.data.transforms import DataTransform
 
@@ -162,13 +161,12 @@ class BellmanRecipe(Recipe):
         if d.name == "file" or d.path is not None:
             if d.path is None:
                 raise ConfigError("data.name='file' needs data.path (a .npy or .csv file of shape (N, D))")
-            train_x, test_x, tr, names = load_user_data(d.path, test_fraction=d.test_fraction, seed=cfg.seed, standardise=d.standardise,
-                                                         log_columns=d.log_columns, quantile_columns=d.quantile_columns)
+            train_x, test_x, tr, names = d.load_table(cfg.seed)
             return DataBundle(train_x, test_x, {"data_shape": list(train_x.shape[1:]), "columns": names}, [d.path], tr)
         train_x = make_toy(d.name, d.n_train, seed=cfg.seed)
         test_x = make_toy(d.name, d.n_test, seed=cfg.seed + 10_000)
         # built-in sets are standardised too (eps is a variance in standardised units), the transform kept in the run
-        tr = DataTransform.fit(train_x, standardise=d.standardise)
+        tr = DataTransform.fit(train_x, standardise=d.standardise, whiten=d.whiten)
         if tr.is_identity:
             return DataBundle(train_x, test_x, {"data_shape": list(train_x.shape[1:])})
         return DataBundle(tr.forward(train_x), tr.forward(test_x), {"data_shape": list(train_x.shape[1:])}, [], tr)

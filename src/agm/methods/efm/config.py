@@ -11,6 +11,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Any, Optional
 
+from agm.data.files import UserTable
 from agm.errors import ConfigError, check_choice, check_positive
 from agm.training.config import TrainConfig
 
@@ -27,15 +28,10 @@ def _get(obj: Any, dotted: str) -> Any:
 
 # ---------------------------------------------------------------------------------------------- EFM
 @dataclass
-class EFMDataConfig:
+class EFMDataConfig(UserTable):
     name: str = "gauss2d"  # gauss2d | mixture1d (exact tilt known) | a built-in set of agm.data.toy | file
-    path: Optional[str] = None  # user file (.npy / .csv, shape (N, D)); sets name='file'
     n_train: int = 20000  # built-in sets: samples of p
     n_test: int = 5000  # built-in sets: held-out samples of p
-    test_fraction: float = 0.1  # user files: held-out fraction
-    standardise: bool = True  # user files: per-column standardisation, inverted at sampling (docs/data.md)
-    log_columns: list = field(default_factory=list)
-    quantile_columns: list = field(default_factory=list)
 
 
 @dataclass
@@ -82,8 +78,7 @@ class EFMConfig:
     eval: EFMEvalConfig = field(default_factory=EFMEvalConfig)
 
     def validate(self) -> "EFMConfig":
-        if self.data.path is not None and self.data.name != "file":
-            self.data.name = "file"
+        self.data.resolve_file()
         check_choice("energy.kind", self.energy.kind, ("quadratic", "linear"))
         check_choice("energy.normalization", self.energy.normalization, ("batch", "none"))
         check_choice("sample.method", self.sample.method, ("euler", "heun"))
@@ -93,10 +88,7 @@ class EFMConfig:
         for name in ("sample.steps", "eval.n_samples", "eval.max_samples", "data.n_train", "data.n_test", "model.hidden",
                      "model.depth"):
             check_positive(name, _get(self, name), integer=True)
-        if not 0 < self.data.test_fraction < 1:
-            raise ConfigError(f"data.test_fraction={self.data.test_fraction!r} must be in (0, 1)")
-        if self.data.name == "file" and self.data.path is None:
-            raise ConfigError("data.name='file' needs data.path (a .npy or .csv file of shape (N, D))")
+        self.data.check_table()
         if self.data.name not in TILT_SETS and self.data.name != "file":
             from agm.data.toy import toy_names
 

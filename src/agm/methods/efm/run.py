@@ -99,12 +99,9 @@ class EFMRecipe(Recipe):
     }
 
     def load_data(self, cfg: EFMConfig) -> DataBundle:
-        from agm.data.files import load_user_data
-
         d, tr, files = cfg.data, None, []
         if d.name == "file":
-            train_x, test_x, tr, names = load_user_data(d.path, test_fraction=d.test_fraction, seed=cfg.seed, standardise=d.standardise,
-                                                         log_columns=d.log_columns, quantile_columns=d.quantile_columns)
+            train_x, test_x, tr, names = d.load_table(cfg.seed)
             files = [d.path]
         elif d.name in TILT_SETS:
             g = torch.Generator().manual_seed(cfg.seed)

@@ -14,20 +14,16 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Optional
 
+from agm.data.files import UserTable
 from agm.errors import ConfigError, check_choice, check_positive
 from agm.training.config import TrainConfig
 
 
 @dataclass
-class DataConfig:
+class DataConfig(UserTable):
     name: str = "8gaussians"  # built-in set (agm.data.toy.toy_names()) or 'file'
-    path: Optional[str] = None  # user .npy / .csv of shape (N, D); sets name='file'
     n_train: int = 20000  # built-in sets: training points drawn once from the seed
     n_test: int = 2000  # built-in sets: held-out points
-    test_fraction: float = 0.1  # user files: held-out fraction
-    standardise: bool = True  # user files: per-column standardisation, inverted at sampling
-    log_columns: list = field(default_factory=list)
-    quantile_columns: list = field(default_factory=list)
 
 
 @dataclass
@@ -91,10 +87,8 @@ def _validate_common(cfg) -> None:
     check_positive("eval.n_samples", cfg.eval.n_samples, integer=True)
     check_positive("eval.max_samples", cfg.eval.max_samples, integer=True)
     if getattr(cfg, "data", None) is not None:
-        if cfg.data.path is not None:
-            cfg.data.name = "file"
-        if not 0 < cfg.data.test_fraction < 1:
-            raise ConfigError(f"data.test_fraction={cfg.data.test_fraction!r} must be in (0, 1)")
+        cfg.data.resolve_file()
+        cfg.data.check_table()
         check_positive("data.n_train", cfg.data.n_train, integer=True)
         check_positive("data.n_test", cfg.data.n_test, integer=True)
 

@@ -27,13 +27,11 @@ from agm.training.recipe import DataBundle, Recipe
 
 
 def _toy_or_file(cfg) -> tuple[Tensor, Tensor, Any, list[str]]:
-    from agm.data.files import load_user_data
     from agm.data.toy import make_toy
 
     d = cfg.data
     if d.path is not None:
-        train, test, tr, _ = load_user_data(d.path, test_fraction=d.test_fraction, seed=cfg.seed, standardise=d.standardise,
-                                            log_columns=d.log_columns, quantile_columns=d.quantile_columns)
+        train, test, tr, _ = d.load_table(cfg.seed)
         return train.float(), test.float(), tr, [d.path]
     return make_toy(d.name, d.n_train, seed=cfg.seed).float(), make_toy(d.name, d.n_test, seed=cfg.seed + 10_000).float(), None, []
 
