@@ -78,6 +78,7 @@ class UserTable:
     """The keys of a user's table, the same in every method's ``data`` group (a method's DataConfig subclasses this
     and adds its built-in sets): where the file is, the held-out share, and the column transforms (docs/data.md)."""
 
+    name: str = "file"  # a built-in set (each method's DataConfig sets its default) or 'file'
     path: Optional[str] = None  # user file: .npy / .csv of shape (N, D); sets data.name='file'
     test_fraction: float = 0.1  # user files: held-out fraction (split by the run's seed)
     standardise: bool = True  # user files: per-column (x - mean) / std, inverted at sampling (docs/data.md)
@@ -87,7 +88,7 @@ class UserTable:
 
     def resolve_file(self) -> None:
         """A path given means the table is the data: ``name`` becomes 'file'."""
-        if self.path is not None and getattr(self, "name", "file") != "file":
+        if self.path is not None and self.name != "file":
             self.name = "file"
 
     def check_table(self) -> None:
@@ -96,7 +97,7 @@ class UserTable:
         tf = self.test_fraction
         if isinstance(tf, bool) or not isinstance(tf, (int, float)) or not 0 < tf < 1:
             raise ConfigError(f"data.test_fraction={tf!r} must be in (0, 1)")
-        if getattr(self, "name", None) == "file" and self.path is None:
+        if self.name == "file" and self.path is None:
             raise ConfigError("data.name='file' needs data.path (a .npy or .csv file of shape (N, D))")
         if self.whiten and not self.standardise:
             raise ConfigError("data.whiten=true needs data.standardise=true (whitening acts on the standardised columns)")
