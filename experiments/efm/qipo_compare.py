@@ -19,6 +19,10 @@ Tuning (--tune): per seed, QIPO's phases 1-2 are trained once; then every phase-
 renewal period) restarts from that same state, and each trained policy is evaluated with every act-time sampler
 (Euler / Heun steps). Use tuning seeds disjoint from the reporting seeds.
 
+--diagnose records, per QIPO job, the learned Q of the data's actions after phase 2, E_pi[Q] of every trained variant
+and its best-of-8-by-Q score; --knn-bc K scores a k-nearest-neighbour behaviour clone of the data (a reference for
+what cloning can reach). The issue-19 setting (docs/efm_qipo.md, "Issue 19") is passed with --set.
+
     .venv/bin/python experiments/efm/qipo_compare.py --quick                       # smoke (< 2 min)
     python experiments/efm/qipo_compare.py --datasets pendulum-mixed invpend-mixed --methods iql td3bc \\
         --seeds 0 1 2 3 4 --workers 15 --out experiments/results/qipo_compare_baselines.json
@@ -28,6 +32,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shlex
 import sys
 import time
 from pathlib import Path
@@ -250,7 +255,7 @@ def main(argv: list[str] | None = None) -> int:
                               "qipo_set": qipo_set, "variants": variants, "samplers": samplers, "episodes": args.episodes,
                               "diagnose": args.diagnose})
     specs.sort(key=lambda s: (s["dataset"] != "hopper-medium-replay", s["method"] != "qipo"))  # longest first
-    result = {"command": " ".join(["python", "experiments/efm/qipo_compare.py", *(sys.argv[1:] if argv is None else argv)]),
+    result = {"command": shlex.join(["python", "experiments/efm/qipo_compare.py", *(sys.argv[1:] if argv is None else argv)]),
               "settings": vars(args), "qipo_config": base.to_dict(), "machine": machine_info(), "jobs": []}
     t0 = time.time()
     if args.knn_bc:
