@@ -120,7 +120,8 @@ def run_job(spec: dict) -> dict:
         from agm.methods.efm.baselines import BaselineConfig, make_baseline, make_baseline_trainer
 
         algo = make_baseline(spec["method"], data, BaselineConfig(hidden=spec["hidden"], depth=spec["depth"]), low, high, seed=seed)
-        make_baseline_trainer(algo, steps=spec["steps"]).fit()
+        make_baseline_trainer(algo, steps=spec["steps"], lr=spec.get("baseline_lr", 3e-4),
+                              tau=spec.get("baseline_tau", 0.005)).fit()
         rets = evaluate_policy(algo.act, env_id, eps, seed=fin_seed)
         out.update(score=_score(data, rets), return_mean=float(np.mean(rets)), seconds=time.time() - t0)
         return out
@@ -222,6 +223,8 @@ def main(argv: list[str] | None = None) -> int:
                         "actions (E_pi Q), and the best-of-8-by-Q score of every variant (with the last act-time sampler)")
     p.add_argument("--knn-bc", type=int, nargs="*", default=[], metavar="K",
                    help="also score the k-nearest-neighbour behaviour-cloning reference (knn_bc_score) for each K")
+    p.add_argument("--baseline-lr", type=float, default=3e-4, help="IQL / TD3+BC: Adam learning rate of every network")
+    p.add_argument("--baseline-tau", type=float, default=0.005, help="IQL / TD3+BC: Polyak rate of the target networks")
     p.add_argument("--workers", type=int, default=1)
     p.add_argument("--quick", action="store_true", help="smoke mode: tiny budgets, Pendulum, 1 seed")
     p.add_argument("--out", default=None)
@@ -253,7 +256,7 @@ def main(argv: list[str] | None = None) -> int:
                 specs.append({"dataset": ds, "env": DATASETS[ds], "data_path": str(paths[ds]), "method": method, "seed": seed,
                               "steps": args.k1 + args.k2 + args.k3, "hidden": args.hidden, "depth": args.depth,
                               "qipo_set": qipo_set, "variants": variants, "samplers": samplers, "episodes": args.episodes,
-                              "diagnose": args.diagnose})
+                              "diagnose": args.diagnose, "baseline_lr": args.baseline_lr, "baseline_tau": args.baseline_tau})
     specs.sort(key=lambda s: (s["dataset"] != "hopper-medium-replay", s["method"] != "qipo"))  # longest first
     result = {"command": shlex.join(["python", "experiments/efm/qipo_compare.py", *(sys.argv[1:] if argv is None else argv)]),
               "settings": vars(args), "qipo_config": base.to_dict(), "machine": machine_info(), "jobs": []}
