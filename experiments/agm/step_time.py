@@ -47,6 +47,7 @@ def main() -> int:
         torch.manual_seed(cfg.seed)  # the same initial drift for every arm
         method = RECIPE.build(cfg, data.meta).to(device)
         tr = Trainer(method, data.train, dataclasses.replace(cfg.train, device=str(device)), seed=cfg.seed)
+        tr._fit_total = 10**9  # as inside fit(): timed steps are not log steps (no per-step statistics)
         for _ in range(args.warmup):
             tr.train_step()
         trainers[arm] = tr
