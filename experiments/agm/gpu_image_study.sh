@@ -5,8 +5,9 @@
 #   bash experiments/agm/gpu_image_study.sh TAG "SEEDS" SLOT_SECONDS      e.g.  a "0 1 2 3 4 5 6 7 8 9" 550
 # Writes $OUT/agm_images_arms_TAG_{200,800}steps.json and $OUT/agm_images_arms_TAG_runs.jsonl; pool the runs files of
 # several slots with images.py --from-runs (docs/agm.md gives the command). Session 6 ran it as TAG a (seeds 0-9,
-# 550 s: seeds 0-1 finished) and TAG b (seeds 2 3, 340 s) on one H200, with the classifier of
-# experiments/results/digits_clf32_v3.safetensors copied to runs/.
+# 550 s: seeds 0-1 finished) and TAG b (seeds 2 3, 340 s) on one H200 (the classifier then copied to runs/; the
+# committed experiments/results/digits_clf32_v3.safetensors is the same file and now the default, CLF=...).
+# Next: PAR=12 bash experiments/agm/gpu_image_study.sh c "4 5 6" 550 (and MPS=1 to try overlapping the runs).
 set -u
 T0=$(date +%s)
 OUT=${OUT:-runs/gpu_image_study}; mkdir -p "$OUT"
@@ -30,17 +31,20 @@ if [ "${MPS:-0}" = 1 ] && command -v nvidia-cuda-mps-control >/dev/null; then
     echo quit | nvidia-cuda-mps-control 2>/dev/null; unset CUDA_MPS_PIPE_DIRECTORY CUDA_MPS_LOG_DIRECTORY; echo "MPS off"
   fi
 fi
-CLF=${CLF:-runs/digits_clf32_v3.safetensors}
-( CUDA_VISIBLE_DEVICES= timeout $((FIN + 5)) nice -n 5 python3 experiments/agm/toy.py --no-ablations --arms baseline time_weight agm agm_path \
+CLF=${CLF:-experiments/results/digits_clf32_v3.safetensors}  # the committed feature classifier (FD values comparable across slots)
+# CPU_JOB: what the spare cores run beside the GPU runs (CUDA hidden from it; killed at the slot's end, so it must keep
+# its finished work as it goes); default: the 10k-step 2-D arms study, which resumes from its runs file
+CPU_JOB=${CPU_JOB:-"python3 experiments/agm/toy.py --no-ablations --arms baseline time_weight agm agm_path \
    --nfe 5 10 20 100 --datasets moons 8gaussians checkerboard unbalanced_mixture --seeds 5 --steps 10000 --workers 6 \
    --set train.device=cpu --runs-jsonl experiments/results/agm_toy_arms_10k_runs.jsonl \
-   --out "$OUT/agm_toy_arms_10k_full.json" > "$OUT/toy_${TAG}.log" 2>&1 ) &
+   --out $OUT/agm_toy_arms_10k_full.json"}
+( CUDA_VISIBLE_DEVICES= timeout $((FIN + 5)) nice -n 5 bash -c "$CPU_JOB" > "$OUT/cpu_job_${TAG}.log" 2>&1 ) &
 timeout "$FIN" python3 experiments/agm/images.py --arms baseline time_weight agm agm_path --seeds $SEEDS --budgets 200 800 \
    --parallel $PAR --finish-by-s $((FIN - 25)) --n-samples 1000 --sample-steps 50 --classifier "$CLF" \
    --out "$OUT/agm_images_arms_${TAG}.json" \
    --override train.batch_size=128 train.ema_decay=0.98 potential.warmup_steps=50 train.log_every=50
 echo "images done t=$(( $(date +%s) - T0 ))"
 wait
-cp experiments/results/agm_toy_arms_10k_runs.jsonl "$OUT/"
+cp experiments/results/agm_toy_arms_10k_runs.jsonl "$OUT/"  # the default CPU job's runs file (others: copy in CPU_JOB)
 (cd "$OUT" && tar -czf "grids_${TAG}.tgz" ./*.png 2>/dev/null && rm -f ./*.png)
 echo "t=$(( $(date +%s) - T0 ))"
