@@ -224,14 +224,16 @@ def test_objective_bad_config(kwargs, field):
         FlowMapObjective(GeodesicPath(Sphere(2)), **kwargs)
 
 
-def test_train_one_point_smoke():
-    """A G-LSD flow map trained on one point of S^2 sends non-antipodal prior draws to it in one step (docs/flowmaps.md)."""
+@pytest.mark.parametrize("method", ["lagrangian", "meanflow"])
+def test_train_one_point_smoke(method):
+    """A flow map (G-LSD, G-MF) trained on one point of S^2 sends non-antipodal prior draws to it in one step
+    (docs/flowmaps.md)."""
     from agm.methods.flowmaps.config import load_config
     from agm.methods.flowmaps.train import sample_flow_map, train_flow_map
 
     m = Sphere(2)
     x1 = torch.tensor([[0.0, 0.6, 0.8]])
-    cfg = load_config(None, ["method=lagrangian", "train.steps=150", "train.batch_size=128", "model.hidden=32", "model.depth=2",
+    cfg = load_config(None, [f"method={method}", "train.steps=150", "train.batch_size=128", "model.hidden=32", "model.depth=2",
                              "train.lr=1e-2", "train.ema_decay=0", "seed=0", "train.progress=false", "train.device=cpu"])
     res = train_flow_map(m, x1.expand(10, -1).contiguous(), cfg)
     x = sample_flow_map(res.flow_map, 500, 1, mode="map", seed=1)
