@@ -61,6 +61,8 @@ class TrainConfig:
             raise ConfigError(f"{prefix}.ema_decay={self.ema_decay!r} must be in [0, 1)")
         check_choice(f"{prefix}.amp", self.amp, ("none", "bf16"))
         check_choice(f"{prefix}.schedule", self.schedule, ("constant", "cosine", "linear"))
+        check_choice(f"{prefix}.compile_mode", self.compile_mode,
+                     ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs"))
         return self
 
 

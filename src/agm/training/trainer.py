@@ -145,16 +145,11 @@ class Trainer:
         ]
         opt_kw = {"fused": True} if cfg.fused_optimizer else {}
         self.optimizer = torch.optim.AdamW(groups, lr=cfg.lr, weight_decay=cfg.weight_decay, **opt_kw)
-        from agm.errors import check_choice, check_positive
-
-        check_choice("train.schedule", cfg.schedule, ("constant", "cosine", "linear"))
-        check_positive("train.warmup_steps", cfg.warmup_steps, integer=True, allow_zero=True)
+        cfg.validate("train")  # the one check of the training-loop options (also for a TrainConfig built by hand)
         for group in self.optimizer.param_groups:
             group["base_lr"] = group["lr"]
         self._scheduled = cfg.schedule != "constant" or cfg.warmup_steps > 0
         self.ema = {name: EMA(nets[name], cfg.ema_decay) for name in method.ema_names}
-        check_choice("train.compile_mode", cfg.compile_mode,
-                     ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs"))
         if cfg.compile:
             for net in nets.values():
                 net.compile(mode=None if cfg.compile_mode == "default" else cfg.compile_mode)
