@@ -73,6 +73,12 @@ def csv_header(path: Union[str, Path]) -> list[str] | None:
     return None
 
 
+def check_test_fraction(test_fraction) -> None:
+    """ConfigError on ``data.test_fraction`` unless it is a number in (0, 1)."""
+    if isinstance(test_fraction, bool) or not isinstance(test_fraction, (int, float)) or not 0 < test_fraction < 1:
+        raise ConfigError(f"data.test_fraction={test_fraction!r} is not accepted; it must be a number in (0, 1)")
+
+
 @dataclass
 class UserTable:
     """The keys of a user's table, the same in every method's ``data`` group (a method's DataConfig subclasses this
@@ -94,9 +100,7 @@ class UserTable:
     def check_table(self) -> None:
         """ConfigError naming the key for a bad held-out share, a file set without a path, or whitening without
         standardisation."""
-        tf = self.test_fraction
-        if isinstance(tf, bool) or not isinstance(tf, (int, float)) or not 0 < tf < 1:
-            raise ConfigError(f"data.test_fraction={tf!r} must be in (0, 1)")
+        check_test_fraction(self.test_fraction)
         if self.name == "file" and self.path is None:
             raise ConfigError("data.name='file' needs data.path (a .npy or .csv file of shape (N, D))")
         if self.whiten and not self.standardise:
@@ -157,8 +161,7 @@ def split(x: ArrayLike, test_fraction: float = 0.1, seed: int = 0) -> tuple[Tens
     ``test_fraction`` must lie in (0, 1) (ConfigError on ``data.test_fraction``); both parts get at
     least one row.
     """
-    if isinstance(test_fraction, bool) or not isinstance(test_fraction, (int, float)) or not 0 < test_fraction < 1:
-        raise ConfigError(f"data.test_fraction={test_fraction!r} is not accepted; it must be a number in (0, 1)")
+    check_test_fraction(test_fraction)
     x = validate_array(x)
     n = x.shape[0]
     n_test = min(max(1, round(n * test_fraction)), n - 1)

@@ -198,8 +198,9 @@ def load_images(name: str = "digits", path: str | Path | None = None, image_size
 
 def split_images(x: Tensor, test_fraction: float, seed: int = 0) -> tuple[Tensor, Tensor]:
     """Random (train, test) split by ``seed``; the test part has ceil(test_fraction * N) >= 1 images."""
-    if not 0 < test_fraction < 1:
-        raise ConfigError(f"data.test_fraction={test_fraction!r} must be in (0, 1)")
+    from agm.data.files import check_test_fraction
+
+    check_test_fraction(test_fraction)
     n = x.shape[0]
     n_test = min(max(1, math.ceil(test_fraction * n)), n - 1)
     perm = torch.randperm(n, generator=torch.Generator().manual_seed(seed))

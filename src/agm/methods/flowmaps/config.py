@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional
 
+from agm.data.files import check_test_fraction
 from agm.errors import ConfigError, check_choice, check_positive
 from agm.training.config import TrainConfig, build_config, validate_config
 
@@ -97,8 +98,7 @@ class Config:
             raise ConfigError(f"objective.diag_fraction={self.objective.diag_fraction!r} must be in (0, 1)")
         if self.objective.mf_norm_p < 0:
             raise ConfigError(f"objective.mf_norm_p={self.objective.mf_norm_p!r} must be >= 0")
-        if not 0 < self.data.test_fraction < 1:
-            raise ConfigError(f"data.test_fraction={self.data.test_fraction!r} must be in (0, 1)")
+        check_test_fraction(self.data.test_fraction)
         if self.data.standardise:
             raise ConfigError(
                 "data.standardise=true is not accepted by flow maps: points on a manifold (latitude/longitude, angles) are "
