@@ -35,7 +35,7 @@ CLF=${CLF:-experiments/results/digits_clf32_v3.safetensors}  # the committed fea
 # CPU_JOB: what the spare cores run beside the GPU runs (CUDA hidden from it; killed at the slot's end, so it must keep
 # its finished work as it goes); default: the 10k-step 2-D arms study, which resumes from its runs file
 CPU_JOB=${CPU_JOB:-"python3 experiments/agm/toy.py --no-ablations --arms baseline time_weight agm agm_path \
-   --nfe 5 10 20 100 --datasets moons 8gaussians checkerboard unbalanced_mixture --seeds 5 --steps 10000 --workers 6 \
+   --nfe 5 10 20 100 --datasets moons 8gaussians checkerboard unbalanced_mixture --seeds 5 --steps 10000 --workers ${TOY_WORKERS:-6} \
    --set train.device=cpu --runs-jsonl experiments/results/agm_toy_arms_10k_runs.jsonl \
    --out $OUT/agm_toy_arms_10k_full.json"}
 ( CUDA_VISIBLE_DEVICES= timeout $((FIN + 5)) nice -n 5 bash -c "$CPU_JOB" > "$OUT/cpu_job_${TAG}.log" 2>&1 ) &
