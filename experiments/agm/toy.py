@@ -21,7 +21,6 @@ import itertools
 import sys
 import tempfile
 import time
-from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -57,9 +56,10 @@ def kinetic_energy(drift, n: int, steps: int, sigma: float, seed: int) -> float:
     return float(total.mean())
 
 
-def run_one(job: tuple[str, int, str, list[str], int]) -> dict:
-    dataset, seed, label, overrides, steps = job
-    overrides = [*COMMON, *overrides]
+def run_one(job: dict) -> dict:
+    """Train and evaluate one (dataset, seed, arm): the job's `common` overrides, then the arm's; metrics at every `nfe`."""
+    dataset, seed, label, steps, nfe = job["dataset"], job["seed"], job["label"], job["steps"], job["nfe"]
+    overrides = [*job["common"], *job["overrides"]]
     import torch
 
     torch.set_num_threads(1)
@@ -74,26 +74,17 @@ def run_one(job: tuple[str, int, str, list[str], int]) -> dict:
         train(cfg, Path(d) / "run")
         secs = time.perf_counter() - t0
         m = evaluate_run(Path(d) / "run", seed=seed)
-        if NFE:
+        if nfe:
             _, test = load_data(cfg)
-            for k in NFE:
+            for k in nfe:
                 x = sample_run(Path(d) / "run", cfg.eval.n_samples, steps=k, seed=seed)
                 mk = evaluate(x, test, max_samples=cfg.eval.max_samples, seed=seed)
                 for key in ("w2", "mmd", "energy"):
                     m[f"{key}@nfe{k}"] = mk[key]
             drift, _, _ = load_sampler_drift(Path(d) / "run")
-            m["kinetic_energy"] = kinetic_energy(drift, 2000, max(NFE), cfg.path.sigma, seed)
+            m["kinetic_energy"] = kinetic_energy(drift, 2000, max(nfe), cfg.path.sigma, seed)
     m["train_seconds"] = secs
     return {"dataset": dataset, "seed": seed, "label": label, "metrics": m}
-
-
-COMMON: list[str] = []  # overrides applied to every run (--set)
-NFE: list[int] = []  # sampler step counts evaluated besides sample.steps (--nfe)
-
-
-def _set_common(common: list[str], nfe: list[int] | None = None) -> None:
-    COMMON[:] = common
-    NFE[:] = nfe or []
 
 
 def paired(a: list[float], b: list[float]) -> dict:
@@ -132,33 +123,26 @@ def summarise(rows: list[dict], datasets: list[str], seeds: list[int], labels: l
     return out
 
 
-def run_jobs(jobs: list, workers: int, runs_jsonl: str | None) -> list[dict]:
-    """Run every job (in worker processes); with runs_jsonl, reuse finished runs recorded there and append new ones."""
+def run_key(job: dict) -> str:
+    """The run's key in --runs-jsonl: where a run is placed (train.device) does not name a different run."""
     import json
-    from concurrent.futures import as_completed
 
-    def key(ds, seed, label, overrides, steps):  # where a run is placed (train.device) does not name a different run
-        common = [o for o in COMMON if not o.startswith("train.device=")]
-        return json.dumps([ds, seed, label, overrides, steps, common, NFE])
+    common = [o for o in job["common"] if not o.startswith("train.device=")]
+    return json.dumps([job["dataset"], job["seed"], job["label"], job["overrides"], job["steps"], common, job["nfe"]])
 
-    done: dict[str, dict] = {}
-    if runs_jsonl and Path(runs_jsonl).exists():
-        for line in Path(runs_jsonl).read_text().splitlines():
-            if line.strip():
-                rec = json.loads(line)
-                done[rec["key"]] = rec["row"]
-    todo = [j for j in jobs if key(*j) not in done]
-    print(f"{len(jobs) - len(todo)} runs reused from {runs_jsonl}, {len(todo)} to run", flush=True)
-    with ProcessPoolExecutor(workers, initializer=_set_common, initargs=(COMMON, NFE)) as pool:
-        futures = {pool.submit(run_one, j): j for j in todo}
-        for fut in as_completed(futures):
-            j = futures[fut]
-            done[key(*j)] = row = fut.result()
-            if runs_jsonl:
-                with open(runs_jsonl, "a") as f:
-                    f.write(json.dumps({"key": key(*j), "row": row}) + "\n")
-            print(f"done {j[0]} seed {j[1]} {j[2]}: w2 {row['metrics']['w2']:.4f}", flush=True)
-    return [done[key(*j)] for j in jobs]
+
+def run_jobs(jobs: list[dict], workers: int, runs_jsonl: str | None) -> list[dict]:
+    """Run every job (in worker processes); with runs_jsonl, reuse finished runs recorded there and append new ones."""
+    from agm.training.sweep import read_runs, run_sweep
+
+    done = read_runs(runs_jsonl) if runs_jsonl else {}
+    n_old = sum(run_key(j) in done for j in jobs)
+    print(f"{n_old} runs reused from {runs_jsonl}, {len(jobs) - n_old} to run", flush=True)
+
+    def report(j: dict, row: dict) -> None:
+        print(f"done {j['dataset']} seed {j['seed']} {j['label']}: w2 {row['metrics']['w2']:.4f}", flush=True)
+
+    return run_sweep(jobs, run_one, key=run_key, workers=workers, runs_jsonl=runs_jsonl, on_record=report)
 
 
 def parse_arm(spec: str) -> tuple[str, list[str]]:
@@ -195,8 +179,7 @@ def main() -> int:
                     help="append every finished run here and reuse the runs already there (same dataset, seed, arm, steps, "
                          "overrides, NFE): a long study survives being stopped and continues where it was")
     args = ap.parse_args()
-    COMMON.extend(args.common)
-    NFE.extend(args.nfe)
+    common, nfe = args.common, args.nfe
     specs = dict(parse_arm(a) for a in args.arms)
     specs.setdefault("baseline", ["method=baseline"])
     arms = ["baseline", *[a for a in specs if a != "baseline"]]
@@ -206,8 +189,12 @@ def main() -> int:
         abl_datasets = []
     if args.quick:
         datasets, seeds, steps, abl_datasets, abl_seeds = datasets[:2], [0, 1], 200, ["moons"], [0, 1]
-    jobs = [(ds, s, arm, specs[arm], steps) for s, ds in itertools.product(seeds, datasets) for arm in arms]
-    abl_jobs = [(ds, s, lab, ["method=agm", *ov], steps) for lab, ov in ABLATIONS.items() if lab != "default(nll,down,batch)"
+
+    def job(ds: str, s: int, label: str, overrides: list[str]) -> dict:
+        return {"dataset": ds, "seed": s, "label": label, "overrides": overrides, "steps": steps, "common": common, "nfe": nfe}
+
+    jobs = [job(ds, s, arm, specs[arm]) for s, ds in itertools.product(seeds, datasets) for arm in arms]
+    abl_jobs = [job(ds, s, lab, ["method=agm", *ov]) for lab, ov in ABLATIONS.items() if lab != "default(nll,down,batch)"
                 for ds, s in itertools.product(abl_datasets, abl_seeds)]
     t0 = time.perf_counter()
     rows = run_jobs(jobs + abl_jobs, args.workers, args.runs_jsonl)
@@ -218,8 +205,8 @@ def main() -> int:
     main_rows = [r for r in rows if r["label"] in arms]
     result = {
         "command": "python " + " ".join(sys.argv),
-        "settings": {"config": "toy (src/agm/methods/agm/configs/toy.yaml)", "overrides": COMMON, "steps": steps, "seeds": seeds,
-                     "datasets": datasets, "arms": arms, "nfe": NFE, "ablation_datasets": abl_datasets, "ablation_seeds": abl_seeds,
+        "settings": {"config": "toy (src/agm/methods/agm/configs/toy.yaml)", "overrides": common, "steps": steps, "seeds": seeds,
+                     "datasets": datasets, "arms": arms, "nfe": nfe, "ablation_datasets": abl_datasets, "ablation_seeds": abl_seeds,
                      "equal_budget": "same steps, batch, lr, drift, seed"},
         "wall_seconds": round(time.perf_counter() - t0, 1),
         "main": summarise(main_rows, datasets, seeds, arms),

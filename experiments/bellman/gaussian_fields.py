@@ -227,6 +227,10 @@ def run_dim(d: int, seed: int, names: list[str], steps: int, n_train: int, n_eva
     return out
 
 
+def _job(job: tuple) -> dict:
+    return run_dim(*job)
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="smoke: d = 2 only, 100 steps")
@@ -252,13 +256,9 @@ def main(argv=None) -> int:
            "settings": {"train_steps": steps, "n_train": 20000, "n_eval": args.n_eval, "sample_steps": sample_steps, "configs": CONFIGS},
            "dims": []}
     jobs = [(d, args.seed, [c], steps, 20000, args.n_eval, sample_steps) for d in dims for c in args.configs]
-    if args.jobs > 1:
-        import multiprocessing as mp
+    from agm.training.sweep import run_sweep
 
-        with mp.get_context("spawn").Pool(args.jobs) as pool:
-            parts = pool.starmap(run_dim, jobs)
-    else:
-        parts = [run_dim(*j) for j in jobs]
+    parts = run_sweep(jobs, _job, key=lambda j: f"d={j[0]}/{j[2][0]}", workers=args.jobs)
     for d in dims:  # merge the per-configuration records of one dimension (shared items are identical: same seeds)
         mine = [p for p in parts if p["d"] == d]
         merged = {**mine[0], "configs": {}}

@@ -277,6 +277,11 @@ def _job(args):
     return run_ddpm(**kw) if kind == "ddpm" else run_bd(**kw)
 
 
+def _key(job) -> str:
+    kind, kw = job
+    return f"{kind}/{kw['name']}/seed{kw['seed']}" + (f"/{kw['config']}/{kw['transform']}" if kind == "bd" else "")
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="smoke mode: 1 seed, 1 set, 100 fit steps (< 1 min)")
@@ -326,15 +331,9 @@ def main(argv=None) -> int:
         results["complete"] = len(results["runs"]) == len(jobs)
         write_result(out_path, results)  # after every job, so that a stopped run keeps what it measured
 
-    if args.jobs > 1:
-        import multiprocessing as mp
+    from agm.training.sweep import run_sweep
 
-        with mp.get_context("spawn").Pool(args.jobs) as pool:
-            for r in pool.imap_unordered(_job, jobs):
-                record(r)
-    else:
-        for j in jobs:
-            record(_job(j))
+    run_sweep(jobs, _job, key=_key, workers=args.jobs, on_record=lambda job, r: record(r))
     plot(results["table_mean_std_over_seeds"], out_path.with_suffix(".png"))
     print(json.dumps(results["table_mean_std_over_seeds"], indent=1))
     print(f"wrote {out_path} in {results['wall_s']:.0f}s")

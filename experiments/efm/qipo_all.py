@@ -1,6 +1,7 @@
 """The whole QIPO study in one run on a many-core machine: data, QIPO tuning, selection, final comparison.
 
-One process pool (--workers, one torch thread each); tasks start as soon as what they need exists:
+Two sweeps of --workers processes (agm.training.sweep.run_sweep, one torch thread each): steps 1-3 run in the first;
+step 4 and the baselines on the Hopper data made in step 1 in the second:
   1. Hopper-v5 medium-replay data: online TD3 trained here (experiments/efm/qipo_data.py, --hopper-seconds budget);
   2. QIPO tuning on pendulum-mixed and invpend-mixed with the tuning seeds (--tune-seeds, disjoint from the reporting
      seeds): every phase-3 variant x act-time sampler of experiments/efm/qipo_compare.py's sweep;
@@ -19,7 +20,6 @@ import json
 import os
 import sys
 import time
-from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -37,6 +37,17 @@ def _hopper_task(argv):
     return {"task": "hopper_data"}
 
 
+def _task(job):
+    """A job of the sweeps: ("hopper_data", qipo_data argv) or (kind, qipo_compare.run_job spec)."""
+    kind, payload = job
+    return _hopper_task(payload) if kind == "hopper_data" else qc.run_job(payload)
+
+
+def _key(job) -> str:
+    kind, payload = job
+    return kind if kind == "hopper_data" else f"{kind}/{qc.job_key(payload)}"
+
+
 def select(tune_summary: dict, datasets) -> tuple[str, float]:
     """The row (variant + sampler) of the sweep with the best mean score over the tuning data sets."""
     names = [k for k in tune_summary[datasets[0]] if k.startswith("qipo")]
@@ -50,6 +61,7 @@ def main(argv=None) -> int:
     from agm.methods.efm import QIPOConfig, normalized_score
     from agm.training.config import build_config
     from agm.training.results import machine_info, write_result
+    from agm.training.sweep import run_sweep
 
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--workers", type=int, default=16)
@@ -104,61 +116,47 @@ def main(argv=None) -> int:
     tune = {"command": "python experiments/efm/qipo_all.py " + " ".join(sys.argv[1:] if argv is None else argv),
             "settings": vars(args), "qipo_config": base.to_dict(), "machine": machine_info(), "jobs": []}
     final = {**{k: v for k, v in tune.items() if k != "jobs"}, "jobs": []}
-    pending = {}
-    with ProcessPoolExecutor(args.workers, mp_context=__import__("multiprocessing").get_context("fork")) as pool:
-        hopper_ready = args.hopper_data is not None or args.third != "hopper-medium-replay"
-        if not hopper_ready:
-            fut = pool.submit(_hopper_task, ["--env", "Hopper-v5", "--steps", str(args.hopper_steps), "--max-seconds",
-                                             str(args.hopper_seconds), "--out", str(out), "--medium-transitions",
-                                             str(args.medium_transitions), *hopper_extra])
-            pending[fut] = ("hopper_data", None)
-        for ds in small:
-            for s in args.tune_seeds:
-                pending[pool.submit(qc.run_job, spec(ds, "qipo", s, qc.TUNE_VARIANTS, qc.TUNE_SAMPLERS, args.tune_episodes))] = ("tune", None)
-        for ds in small + ([args.third] if hopper_ready else []):
-            for m in ("iql", "td3bc"):
-                for s in args.seeds:
-                    pending[pool.submit(qc.run_job, spec(ds, m, s))] = ("final", None)
-        n_tune, chosen = len(small) * len(args.tune_seeds), None
-        while pending:
-            done, _ = wait(pending, return_when=FIRST_COMPLETED)
-            for fut in done:
-                kind, _ = pending.pop(fut)
-                res = fut.result()
-                if kind == "hopper_data":
-                    hopper_ready = True
-                    d = load_npz(cargs.hopper_data)
-                    data_scores["hopper-medium-replay"] = float(np.mean(normalized_score(
-                        d.episode_returns(), d.meta["ref_random_return"], d.meta["ref_expert_return"])))
-                    for m in ("iql", "td3bc"):
-                        for s in args.seeds:
-                            pending[pool.submit(qc.run_job, spec("hopper-medium-replay", m, s))] = ("final", None)
-                    if chosen is not None:
-                        for s in args.seeds:
-                            pending[pool.submit(qc.run_job, spec("hopper-medium-replay", "qipo", s, [chosen[0]], [chosen[1]]))] = ("final", None)
-                    print(json.dumps({"hopper_data": "ready", "t": time.time() - t0}), flush=True)
-                    continue
-                target = tune if kind == "tune" else final
-                target["jobs"].append(res)
-                target["summary"] = qc.summarise(target["jobs"], data_scores)
-                target["wall_seconds"] = time.time() - t0
-                target["machine"]["load_avg_at_end"] = os.getloadavg()
-                print(json.dumps({k: res.get(k) for k in ("dataset", "method", "seed", "score", "seconds")}), flush=True)
-                if kind == "tune" and len(tune["jobs"]) == n_tune:
-                    name, score = select(tune["summary"], small)
-                    job0 = tune["jobs"][0]
-                    for v in job0["variants"]:
-                        for smp in v["samplers"]:
-                            row = "qipo " + " ".join(f"{k}={val}" for k, val in v["variant"].items()) + f" act={smp['steps']}{smp['method']}"
-                            if row == name:
-                                chosen = (v["variant"], (smp["steps"], smp["method"]))
-                    tune["selected"] = {"row": name, "mean_score_over_tuning_sets": score, "variant": chosen[0], "sampler": list(chosen[1])}
-                    final["qipo_selected"] = tune["selected"]
-                    print(json.dumps({"selected": tune["selected"]}), flush=True)
-                    for ds in small + ([args.third] if hopper_ready else []):
-                        for s in args.seeds:
-                            pending[pool.submit(qc.run_job, spec(ds, "qipo", s, [chosen[0]], [chosen[1]]))] = ("final", None)
-                write_result(out / ("qipo_tune.json" if kind == "tune" else "qipo_compare.json"), target)
+    hopper_ready = args.hopper_data is not None or args.third != "hopper-medium-replay"
+    chosen = None
+
+    def record(job, res):
+        kind, payload = job
+        if kind == "hopper_data":
+            d = load_npz(cargs.hopper_data)
+            data_scores["hopper-medium-replay"] = float(np.mean(normalized_score(
+                d.episode_returns(), d.meta["ref_random_return"], d.meta["ref_expert_return"])))
+            print(json.dumps({"hopper_data": "ready", "t": time.time() - t0}), flush=True)
+            return
+        target = tune if kind == "tune" else final
+        target["jobs"].append(res)
+        target["summary"] = qc.summarise(target["jobs"], data_scores)
+        target["wall_seconds"] = time.time() - t0
+        target["machine"]["load_avg_at_end"] = os.getloadavg()
+        print(json.dumps({k: res.get(k) for k in ("dataset", "method", "seed", "score", "seconds")}), flush=True)
+        write_result(out / ("qipo_tune.json" if kind == "tune" else "qipo_compare.json"), target)
+
+    # sweep 1: the Hopper data (when not given), the tuning runs and the baselines on the data sets that exist
+    jobs = [] if hopper_ready else [("hopper_data", ["--env", "Hopper-v5", "--steps", str(args.hopper_steps), "--max-seconds",
+                                                     str(args.hopper_seconds), "--out", str(out), "--medium-transitions",
+                                                     str(args.medium_transitions), *hopper_extra])]
+    jobs += [("tune", spec(ds, "qipo", s, qc.TUNE_VARIANTS, qc.TUNE_SAMPLERS, args.tune_episodes)) for ds in small for s in args.tune_seeds]
+    jobs += [("final", spec(ds, m, s)) for ds in small + ([args.third] if hopper_ready else []) for m in ("iql", "td3bc") for s in args.seeds]
+    run_sweep(jobs, _task, key=_key, workers=args.workers, on_record=record)
+    # the selected QIPO setting (best mean score over the tuning data sets)
+    name, score = select(tune["summary"], small)
+    for v in tune["jobs"][0]["variants"]:
+        for smp in v["samplers"]:
+            row = "qipo " + " ".join(f"{k}={val}" for k, val in v["variant"].items()) + f" act={smp['steps']}{smp['method']}"
+            if row == name:
+                chosen = (v["variant"], (smp["steps"], smp["method"]))
+    tune["selected"] = {"row": name, "mean_score_over_tuning_sets": score, "variant": chosen[0], "sampler": list(chosen[1])}
+    final["qipo_selected"] = tune["selected"]
+    print(json.dumps({"selected": tune["selected"]}), flush=True)
+    write_result(out / "qipo_tune.json", tune)
+    # sweep 2: the baselines on the Hopper data made in sweep 1, and QIPO's selected setting on every data set
+    jobs = [] if hopper_ready else [("final", spec("hopper-medium-replay", m, s)) for m in ("iql", "td3bc") for s in args.seeds]
+    jobs += [("final", spec(ds, "qipo", s, [chosen[0]], [chosen[1]])) for ds in small + [args.third] for s in args.seeds]
+    run_sweep(jobs, _task, key=_key, workers=args.workers, on_record=record)
     print(f"wall {time.time() - t0:.0f} s")
     for ds, rows in final.get("summary", {}).items():
         print(ds, "data", rows["behaviour_data_score"])

@@ -172,6 +172,11 @@ def run_job(spec: dict) -> dict:
     return out
 
 
+def job_key(spec: dict) -> str:
+    """A job's name in a sweep: data set, method, seed."""
+    return f"{spec['dataset']}/{spec['method']}/seed{spec['seed']}"
+
+
 def summarise(jobs: list[dict], data_scores: dict) -> dict:
     """Per data set: seed summaries (mean, sd, 95% CI) of each method / QIPO variant x sampler."""
     from agm.training.results import seed_summary
@@ -274,15 +279,9 @@ def main(argv: list[str] | None = None) -> int:
         write_result(out, result)
         print(json.dumps({k: job.get(k) for k in ("dataset", "method", "seed", "score", "seconds")}), flush=True)
 
-    if args.workers > 1:
-        import multiprocessing as mp
+    from agm.training.sweep import run_sweep
 
-        with mp.get_context("fork").Pool(args.workers, maxtasksperchild=1) as pool:
-            for job in pool.imap_unordered(run_job, specs):
-                record(job)
-    else:
-        for spec in specs:
-            record(run_job(spec))
+    run_sweep(specs, run_job, key=job_key, workers=args.workers, on_record=lambda spec, job: record(job))
     for ds, rows in result["summary"].items():
         print(ds, "data", f"{rows['behaviour_data_score']:.1f}")
         for k, v in rows.items():

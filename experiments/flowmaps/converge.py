@@ -153,17 +153,9 @@ def stage_train(args) -> None:
         print(json.dumps({k: v for k, v in row.items() if k != "curve"}), f"t={time.time() - t_start:.0f}s", flush=True)
         save()
 
-    if args.workers <= 1:
-        for t in tasks:
-            collect(_task(t))
-    else:
-        import multiprocessing as mp
-        from concurrent.futures import ProcessPoolExecutor, as_completed
+    from agm.training.sweep import run_sweep
 
-        with ProcessPoolExecutor(max_workers=args.workers, mp_context=mp.get_context("spawn")) as ex:
-            futs = [ex.submit(_task, t) for t in tasks]
-            for f in as_completed(futs):
-                collect(f.result())
+    run_sweep(tasks, _task, key=lambda t: f"{t[1]}/{t[2]}/seed{t[3]}", workers=args.workers, on_record=lambda t, r: collect(r))
     print("wrote", json_path, npz_path, flush=True)
 
 

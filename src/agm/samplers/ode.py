@@ -9,6 +9,8 @@ On a grid t_0, ..., t_K (increasing, or decreasing to integrate backward), with 
 
 ``x + h v`` is ``step(x, h, v)``: the default adds; a manifold passes its retraction (e.g.
 ``projx(expmap(x, h proju(x, v)))``, the tangent vectors of the other stages projected onto T_x M).
+``project``, when given, maps every accepted iterate x_{k+1} (not the stages' points) back onto the
+constraint set, e.g. a manifold's ``projx`` after an ``expmap`` step (agm.methods.flowmaps.sampler).
 With ``integrand``, the same rule also gives int g(x_t, t) dt along the path (the quadrature of the
 augmented ODE dI/dt = g: left point, midpoint, trapezoid or Simpson), e.g. the divergence of a CNF.
 """
@@ -33,9 +35,11 @@ def add_step(x: Tensor, h: Tensor, v: Tensor) -> Tensor:
 
 
 def integrate(field: Field, x0: Tensor, ts: Tensor, *, method: str = "euler", step: Step = add_step,
-              integrand: Optional[Integrand] = None, return_trajectory: bool = False):
+              project: Optional[Callable[[Tensor], Tensor]] = None, integrand: Optional[Integrand] = None,
+              return_trajectory: bool = False):
     """Integrate dx/dt = field(x, t) (t of shape (B,)) from x0 at ts[0] over the grid ``ts`` (1-D, either direction).
 
+    ``step(x, h, v)`` takes every step (default x + h v); ``project``, when given, is applied to each new iterate.
     Returns x(ts[-1]), or the trajectory (len(ts), B, ...) with ``return_trajectory``. With ``integrand``, a
     callable (x, t) -> (field(x, t), g) with g of shape (B,), returns (x, I) with I = int_{ts[0]}^{ts[-1]} g dt
     by the method's own quadrature; ``integrand`` then replaces ``field`` wherever the rule needs g (every
@@ -75,7 +79,7 @@ def integrate(field: Field, x0: Tensor, ts: Tensor, *, method: str = "euler", st
             g = None if g1 is None else (g1 + 2 * g2 + 2 * g3 + g4) / 6
         if acc is not None:
             acc = acc + h * g
-        x = x_new
+        x = x_new if project is None else project(x_new)
         if traj is not None:
             traj.append(x)
     out = torch.stack(traj) if traj is not None else x

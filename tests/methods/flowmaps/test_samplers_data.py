@@ -102,6 +102,49 @@ def test_midpoint_is_second_order_on_the_rotation_flow():
         assert m.constraint_error(RiemannianODESampler(m, 20, method).sample(field, x0)).max() < 1e-12
 
 
+@pytest.mark.parametrize("dtype", [torch.float32, F64])
+@pytest.mark.parametrize("method", RiemannianODESampler.METHODS)
+def test_riemannian_ode_on_euclidean_space_is_integrate_exactly(method, dtype):
+    """On R^n (exp_x u = x + u, identity projections) the Riemannian sampler is agm.samplers.integrate's own
+    Euler / midpoint rule, bit for bit, over the whole trajectory (one stepping loop for both)."""
+    from agm.samplers import integrate, time_grid
+
+    m = Euclidean(3)
+    x0 = torch.randn(40, 3, generator=torch.Generator().manual_seed(0), dtype=dtype)
+    w = torch.randn(3, 3, generator=torch.Generator().manual_seed(1), dtype=dtype)
+
+    def field(x, t):
+        return torch.sin(x @ w) * (1 + t[:, None]) + x.cos()
+
+    got = RiemannianODESampler(m, 7, method).sample(field, x0, return_trajectory=True)
+    want = integrate(field, x0, time_grid(7, dtype=dtype), method=method, return_trajectory=True)
+    assert got.shape == (8, 40, 3) and torch.equal(got, want)
+
+
+@pytest.mark.parametrize("method", RiemannianODESampler.METHODS)
+def test_riemannian_ode_is_the_exp_map_rule_bit_for_bit(method):
+    """On S^2 (float32) the sampler is exactly the rule of its docstring: euler x <- projx(exp_x(h proj_x v(x, t)));
+    midpoint m = exp_x(h/2 proj_x v(x, t)) (m not projected), x <- projx(exp_x(h proj_x v(m, t + h/2)))."""
+    from agm.samplers import time_grid
+
+    m = Sphere(2)
+    x0 = m.random_base(40, generator=torch.Generator().manual_seed(0))
+    w = torch.randn(3, 3, generator=torch.Generator().manual_seed(1))
+
+    def field(x, t):
+        return torch.sin(x @ w) * (1 + t[:, None]) + x.cos()
+
+    ts, x, want = time_grid(7), x0, [x0]
+    for i in range(7):
+        t, h = ts[i].expand(40), ts[i + 1] - ts[i]
+        v = m.proju(x, field(x, t))
+        if method == "midpoint":
+            v = m.proju(x, field(m.expmap(x, 0.5 * h * v), t + 0.5 * h))
+        x = m.projx(m.expmap(x, h * v))
+        want.append(x)
+    assert torch.equal(RiemannianODESampler(m, 7, method).sample(field, x0, return_trajectory=True), torch.stack(want))
+
+
 @pytest.mark.parametrize("m", MANIFOLDS + [Lorentz(2, head="project")], ids=IDS + ["hyperbolic-project"])
 def test_untrained_network_samples_stay_on_the_manifold_float32(m):
     """Every sample (any weights, float32, 1/2/4 flow-map steps and a 50-step ODE) is on M to float tolerance:

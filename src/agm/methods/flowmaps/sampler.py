@@ -18,6 +18,7 @@ from agm.errors import check_choice
 from agm.manifolds.base import Manifold
 from agm.methods.flowmaps.nets import FlowMap
 from agm.samplers.base import Field, time_grid
+from agm.samplers.ode import integrate
 
 
 class FlowMapSampler:
@@ -52,20 +53,15 @@ class RiemannianODESampler:
         check_choice("sample.method", method, self.METHODS)
         self.manifold, self.steps, self.method, self.t0, self.t1 = manifold, steps, method, t0, t1
 
+    def step(self, x: Tensor, h: Tensor, v: Tensor) -> Tensor:
+        """The exp-map step exp_x(h proj_x v) (a stage's field value projected onto T_x M)."""
+        return self.manifold.expmap(x, h * self.manifold.proju(x, v))
+
     @torch.no_grad()
     def sample(self, field: Field, x0: Tensor, *, return_trajectory: bool = False) -> Tensor:
-        """Integrate from x0 (checked to be on the manifold) at t0 to t1."""
-        m = self.manifold
-        x = m.check_point(x0, "x0")
+        """Integrate from x0 (checked to be on the manifold) at t0 to t1 (:func:`agm.samplers.integrate` with the
+        exp-map step; every iterate projected onto M against round-off)."""
+        x = self.manifold.check_point(x0, "x0")
         ts = time_grid(self.steps, self.t0, self.t1, dtype=x0.dtype, device=x0.device)
-        traj = [x]
-        for i in range(self.steps):
-            t = ts[i].expand(x.shape[0])
-            h = ts[i + 1] - ts[i]
-            v = m.proju(x, field(x, t))
-            if self.method == "midpoint":
-                mid = m.expmap(x, 0.5 * h * v)
-                v = m.proju(x, field(mid, t + 0.5 * h))
-            x = m.projx(m.expmap(x, h * v))
-            traj.append(x)
-        return torch.stack(traj) if return_trajectory else x
+        return integrate(field, x, ts, method=self.method, step=self.step, project=self.manifold.projx,
+                         return_trajectory=return_trajectory)
