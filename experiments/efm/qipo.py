@@ -14,7 +14,8 @@ Normalised score = 100 (R - R_random) / (R_expert - R_random), reference returns
 (clean scripted expert and uniform-random policy, 10 episodes each).
 
 Settings: the defaults of agm.methods.efm.config.QIPOConfig (the one set of QIPO defaults, the same as
-``agm qipo train``), changed only by ``--set key=value`` (e.g. --set behaviour_steps=1500). Per env and seed, one
+``agm qipo train``; since session 7 the tuned "v2" setting, before it "v1": docs/efm_qipo.md says which result
+JSONs ran v1 and the ``--set`` keys that reproduce them), changed only by ``--set key=value`` (e.g. --set behaviour_steps=1500). Per env and seed, one
 Trainer run (agm.methods.efm.qipo): (1) behaviour warm-up, plain CFM for K1 steps -> pi_0; (2) in-support softmax
 Q-learning for K2 steps, support actions from pi_0; then, from the same state (networks, optimiser, generator)
 for every beta: (3a) QIPO improvement for K3 steps with the support renewed every K_renew steps; (3b) BC: the same

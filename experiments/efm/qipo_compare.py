@@ -21,7 +21,8 @@ renewal period) restarts from that same state, and each trained policy is evalua
 
 --diagnose records, per QIPO job, the learned Q of the data's actions after phase 2, E_pi[Q] of every trained variant
 and its best-of-8-by-Q score; --knn-bc K scores a k-nearest-neighbour behaviour clone of the data (a reference for
-what cloning can reach). The issue-19 setting (docs/efm_qipo.md, "Issue 19") is passed with --set.
+what cloning can reach). QIPO runs QIPOConfig's defaults (since session 7 the issue-19 "v2" setting of docs/efm_qipo.md;
+the v2 JSONs made before passed it with --set, the v1 ones ran the old defaults) changed by --set.
 
     .venv/bin/python experiments/efm/qipo_compare.py --quick                       # smoke (< 2 min)
     python experiments/efm/qipo_compare.py --datasets pendulum-mixed invpend-mixed --methods iql td3bc \\

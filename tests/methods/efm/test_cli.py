@@ -24,7 +24,8 @@ def test_help_lists_every_config_key(capsys):
     for cmd, opts in {("qipo", "data"): ["--env", "--n-transitions", "--mixture", "--out"],
                       ("qipo", "inspect"): ["path", "--env"],
                       # issue 16 item 4: depth/width, the sampler's steps and the threads are config keys of the CLI
-                      ("qipo", "train"): ["--data", "--env", "--out", "--overwrite", "--resume", "beta ", "support_size",
+                      ("qipo", "train"): ["--data", "--env", "--out", "--overwrite", "--resume", "--config", "qipo_v1",
+                                          "beta ", "support_size",
                                           "renew_every", "improve_steps", "policy_depth", "policy_hidden", "q_depth",
                                           "q_hidden", "sampler_steps", "train.threads", "train.progress", "best_of"],
                       ("qipo", "eval"): ["--run", "--episodes", "--best-of"],

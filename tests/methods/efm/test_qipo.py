@@ -71,7 +71,7 @@ def test_qipo_iterated_tilt_on_gaussian_bandit():
     data = _bandit_data(2048, mean=m, std=s)
     cfg = _cfg(beta=beta, support_size=32, behaviour_steps=1000, q_steps=0, improve_steps=L * 500, renew_every=500,
                improve_batch_size=32, policy_hidden=64, policy_depth=2, sampler_steps=20, sampler_method="heun",
-               include_dataset_action=False, support_states=None, lr=3e-3)
+               include_dataset_action=False, support_states=None, freeze_q=True, lr=3e-3)
     algo = QIPO(data, cfg, [-1.0], [1.0], seed=0, q_fn=lambda o, a: c * a[:, 0])
     trainer = fit_qipo(algo, cfg.phase_ends[0])
     logs = trainer.fit()
@@ -116,6 +116,20 @@ def test_softmax_q_learning_fixed_point():
     torch.testing.assert_close(y, torch.tensor([0.3]))
 
 
+def test_fixed_q_fn_needs_frozen_q():
+    """A given Q function (q_fn, q_steps=0) has no network to train in phase 3: freeze_q=False is refused when QIPO is
+    built, with a ConfigError naming freeze_q and its accepted value (not deep inside phase 3 at the first Q step)."""
+    data = _bandit_data(16)
+    with pytest.raises(ConfigError, match=r"freeze_q=False .*accepted values: freeze_q=True"):
+        QIPO(data, QIPOConfig(policy_hidden=8, policy_depth=1, q_steps=0), [-1.0], [1.0], q_fn=lambda o, a: a[:, 0])
+    # the same with the flag set explicitly, and the learned-Q case with freeze_q=False stays accepted
+    with pytest.raises(ConfigError, match="freeze_q"):
+        QIPO(data, QIPOConfig(policy_hidden=8, policy_depth=1, q_steps=0, freeze_q=False), [-1.0], [1.0],
+             q_fn=lambda o, a: a[:, 0])
+    assert QIPO(data, QIPOConfig(policy_hidden=8, policy_depth=1, q_hidden=8, q_depth=1, q_steps=0, freeze_q=False),
+                [-1.0], [1.0]).q is not None
+
+
 def test_qipo_bad_input():
     with pytest.raises(ConfigError, match="beta"):
         QIPOConfig(beta=-1.0)
@@ -127,8 +141,9 @@ def test_qipo_bad_input():
     with pytest.raises(DataError, match="action bounds"):
         QIPO(data, QIPOConfig(), [-1.0, -1.0], [1.0, 1.0])
     with pytest.raises(ConfigError, match="q_steps"):
-        QIPO(data, QIPOConfig(policy_hidden=8, policy_depth=1), [-1.0], [1.0], q_fn=lambda o, a: a[:, 0])
-    algo = QIPO(data, QIPOConfig(policy_hidden=8, policy_depth=1, q_steps=0), [-1.0], [1.0], q_fn=lambda o, a: a[:, 0])
+        QIPO(data, QIPOConfig(policy_hidden=8, policy_depth=1, freeze_q=True), [-1.0], [1.0], q_fn=lambda o, a: a[:, 0])
+    algo = QIPO(data, QIPOConfig(policy_hidden=8, policy_depth=1, q_steps=0, freeze_q=True), [-1.0], [1.0],
+                q_fn=lambda o, a: a[:, 0])
     with pytest.raises(DataError, match=r"observation has shape \(2, 3\); accepted: \(B, 1\)"):
         algo.act(np.zeros((2, 3)))
     with pytest.raises(DataError, match="policy returned actions of shape"):
@@ -149,7 +164,7 @@ def _cfg(lr=None, **kw):
 
 def test_act_returns_environment_actions():
     data = _bandit_data(64)
-    algo = QIPO(data, _cfg(policy_hidden=8, policy_depth=1, q_steps=0), [-2.0], [2.0], q_fn=lambda o, a: a[:, 0])
+    algo = QIPO(data, _cfg(policy_hidden=8, policy_depth=1, q_steps=0, freeze_q=True), [-2.0], [2.0], q_fn=lambda o, a: a[:, 0])
     a = algo.act(np.zeros((5, 1)))
     assert a.shape == (5, 1) and (np.abs(a) <= 2.0).all()
 
@@ -158,7 +173,8 @@ def test_best_of_n_picks_the_highest_q_action():
     """Best-of-N by Q (issue 14): with Q(s, a) = -(a - 0.3)^2 the chosen action is, among the N policy samples drawn
     with the same generator state, the one closest to 0.3 (not the worst, not the first)."""
     data = _bandit_data(64, std=0.6)
-    algo = QIPO(data, _cfg(policy_hidden=8, policy_depth=1, q_steps=0), [-2.0], [2.0], q_fn=lambda o, a: -(a[:, 0] - 0.3) ** 2)
+    algo = QIPO(data, _cfg(policy_hidden=8, policy_depth=1, q_steps=0, freeze_q=True), [-2.0], [2.0],
+                q_fn=lambda o, a: -(a[:, 0] - 0.3) ** 2)
     obs = np.zeros((6, 1))
     algo.gen.manual_seed(11)
     got = algo.act(obs, best_of=16)
@@ -174,7 +190,8 @@ def test_support_set_holds_the_dataset_action(include):
     """include_dataset_action (the paper's support set, issue 14): column 0 of every renewed support row is the
     data set's own (normalised) action of that state; without it, no column equals it."""
     data = _bandit_data(40, std=0.5)
-    cfg = _cfg(policy_hidden=8, policy_depth=1, q_steps=0, support_size=3, support_states=16, include_dataset_action=include)
+    cfg = _cfg(policy_hidden=8, policy_depth=1, q_steps=0, support_size=3, support_states=16, include_dataset_action=include,
+               freeze_q=True)  # the frozen-Q table stores each candidate's Q value
     algo = QIPO(data, cfg, [-1.0], [1.0], q_fn=lambda o, a: a[:, 0])
     algo.renew_support(torch.Generator().manual_seed(0))
     t = algo.tables

@@ -62,7 +62,7 @@ def test_support_table_and_batches_pair_candidates_with_their_own_state():
     data = OfflineDataset(observations=obs, actions=torch.rand(n, 1, generator=g) * 2 - 1, rewards=torch.zeros(n),
                           next_observations=obs, terminals=torch.ones(n, dtype=torch.bool), timeouts=torch.zeros(n, dtype=torch.bool))
     cfg = _cfg(policy_hidden=8, policy_depth=1, behaviour_steps=1, q_steps=0, improve_steps=3, renew_every=10,
-               support_size=5, support_states=20, improve_batch_size=16)
+               support_size=5, support_states=20, improve_batch_size=16, freeze_q=True)  # frozen Q: a stored Q table
     algo = QIPO(data, cfg, [-1.0], [1.0], seed=0, q_fn=lambda o, a: o[:, 0] * a[:, 0])
     b = algo.batch(cfg.phase_ends[1], torch.Generator().manual_seed(1))  # renews the table, then draws a batch
     t = algo.tables
@@ -78,7 +78,7 @@ def _fit_two_state_bandit(betas, *, steps_per_renewal=500, renewals=2):
     data = _two_state_data(2048, s)
     cfg = _cfg(beta=betas[0], support_size=32, behaviour_steps=1000, q_steps=0, improve_steps=renewals * steps_per_renewal,
                renew_every=steps_per_renewal, improve_batch_size=32, policy_hidden=64, policy_depth=2, sampler_steps=20,
-               sampler_method="heun", include_dataset_action=False, support_states=None, lr=3e-3)
+               sampler_method="heun", include_dataset_action=False, support_states=None, freeze_q=True, lr=3e-3)
     algo = QIPO(data, cfg, [-1.0], [1.0], seed=0, q_fn=lambda o, a: c * o[:, 0] * a[:, 0])  # best action: sign(s)
     trainer = make_trainer(algo)
     trainer.fit(cfg.phase_ends[0])

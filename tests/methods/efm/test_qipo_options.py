@@ -1,5 +1,9 @@
-"""QIPO's tuning options (issue 19): the beta schedule over renewals and the act-time ODE sampler."""
+"""QIPO's tuning options (issue 19): the beta schedule over renewals and the act-time ODE sampler; the defaults (the
+measured v2 setting) and the built-in config qipo_v1 (the defaults before session 7)."""
 from __future__ import annotations
+
+import json
+from pathlib import Path
 
 import pytest
 import torch
@@ -20,7 +24,7 @@ def _data(n=64):
 def _algo(*overrides):
     cfg = build_config(QIPOConfig, None, ["q_steps=0", "behaviour_steps=1", "improve_steps=1000", "renew_every=250",
                                           "policy_hidden=8", "policy_depth=1", "support_states=16", "support_size=2",
-                                          "improve_batch_size=4", "train.progress=false", *overrides])
+                                          "improve_batch_size=4", "freeze_q=true", "train.progress=false", *overrides])
     return QIPO(_data(), cfg, [-1.0], [1.0], seed=0, q_fn=lambda o, a: a[:, 0])
 
 
@@ -86,3 +90,52 @@ def test_qipo_option_bad_values():
         build_config(QIPOConfig, None, ["eval_sampler_method=rk4"])
     with pytest.raises(ConfigError, match="eval_sampler_steps"):
         build_config(QIPOConfig, None, ["eval_sampler_steps=0"])
+
+
+# the keys the session-7 change of defaults moved: (v2 = today's defaults, v1 = the built-in config qipo_v1)
+V2 = {"beta": 30.0, "behaviour_steps": 500, "q_steps": 500, "improve_steps": 2500, "train.lr": 1e-3, "q_lr": 1e-3,
+      "freeze_q": False, "train.ema_decay": 0.99, "policy_hidden": 64, "q_hidden": 64}
+V1 = {"beta": 3.0, "behaviour_steps": 3000, "q_steps": 3000, "improve_steps": 2000, "train.lr": 3e-4, "q_lr": 3e-4,
+      "freeze_q": True, "train.ema_decay": 0.995, "policy_hidden": 128, "q_hidden": 128}
+RESULTS = Path(__file__).resolve().parents[3] / "experiments" / "results"
+
+
+def _flat(d: dict, prefix: str = "") -> dict:
+    out = {}
+    for k, v in d.items():
+        out.update(_flat(v, f"{prefix}{k}.") if isinstance(v, dict) else {f"{prefix}{k}": v})
+    return out
+
+
+def test_defaults_are_the_measured_v2_setting():
+    """QIPOConfig's defaults are the v2 setting of docs/efm_qipo.md ("Issue 19"), i.e. exactly the config of the
+    committed 5-seed result qipo_compare_v2.json: its stored base config with the per-job beta (--variants) and
+    width (--hidden) applied, key for key."""
+    cfg = QIPOConfig()
+    assert {k: _flat(cfg.to_dict())[k] for k in V2} == V2
+    assert cfg.train.steps == 3500 and cfg.phase_ends == (500, 1000, 3500)
+    res = json.loads((RESULTS / "qipo_compare_v2.json").read_text())
+    ran = _flat(res["qipo_config"])
+    ran.update(beta=json.loads(res["settings"]["variants"])[0]["beta"], policy_hidden=res["settings"]["hidden"],
+               q_hidden=res["settings"]["hidden"], policy_depth=res["settings"]["depth"], q_depth=res["settings"]["depth"])
+    mine = _flat(cfg.to_dict())
+    assert set(ran) == set(mine)
+    assert {k: (mine[k], v) for k, v in ran.items() if mine[k] != v} == {}
+
+
+def test_builtin_config_qipo_v1_restores_the_old_defaults():
+    """`agm qipo train --config qipo_v1` is the v1 defaults: the moved keys take their old values, every other key
+    equals today's default, and with a committed v1 result's phase lengths it gives that result's stored config."""
+    from agm.methods.efm.qipo_run import load_qipo_config
+
+    v1, v2 = _flat(load_qipo_config("qipo_v1").to_dict()), _flat(QIPOConfig().to_dict())
+    assert {k: v1[k] for k in V1} == V1 and v1["train.steps"] == 8000
+    assert {k for k in v1 if v1[k] != v2[k]} == set(V1) | {"train.steps"}
+    res = json.loads((RESULTS / "qipo_compare.json").read_text())  # made with the v1 defaults and --k1/--k2/--k3 only
+    s = res["settings"]
+    assert s["set"] == []
+    phases = [f"behaviour_steps={s['k1']}", f"q_steps={s['k2']}", f"improve_steps={s['k3']}"]
+    cfg = _flat(load_qipo_config("qipo_v1", phases).to_dict())
+    assert {k: (cfg[k], v) for k, v in _flat(res["qipo_config"]).items() if cfg[k] != v} == {}
+    with pytest.raises(ConfigError, match="qipo_v1"):
+        load_qipo_config("qipo_v0")

@@ -10,10 +10,16 @@ class _QIPOTrainSpec:
     """What agm.command_line.add_train needs to generate `agm qipo train` from the QIPO config dataclass."""
 
     name = "qipo"
-    builtin_dir = None
     default_config = None
     description = ("QIPO (arXiv 2503.04975, Algorithm 2): behaviour warm-up, in-support softmax Q-learning, Q-weighted "
                    "iterative policy improvement with a flow policy, as one resumable Trainer run. See docs/efm_qipo.md.")
+
+    @property
+    def builtin_dir(self):
+        """qipo_v1: the defaults before session 7 (``--config qipo_v1``)."""
+        from agm.methods.efm.config import QIPO_BUILTIN_DIR
+
+        return QIPO_BUILTIN_DIR
 
     @property
     def config_cls(self):

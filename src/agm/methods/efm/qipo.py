@@ -25,9 +25,10 @@ Choices the paper leaves open (each is a QIPOConfig option, defaults first):
   * weight_all_actions: True = noise and weight all M+1 actions (summaries of Alg. 2) | False = only the
     dataset action, with weight (M+1) g_i0 (third-party JAX version);
   * include_dataset_action: True (paper) | False (support only; used by the iterated-tilt bandit test);
-  * freeze_q: True = Q fixed after warm-up | False = keep training Q during step 3: the next-state support
-    actions for its target are drawn once per renewal from the current policy (for the renewal's states), and
-    the Q values that weight the policy loss are recomputed from the current Q at every step (never stale);
+  * freeze_q: False (the default since session 7; v1: True) = keep training Q during step 3: the next-state
+    support actions for its target are drawn once per renewal from the current policy (for the renewal's states),
+    and the Q values that weight the policy loss are recomputed from the current Q at every step (never stale) |
+    True = Q fixed after warm-up (required with a fixed q_fn);
   * weight_cap: None | c > 0 caps beta (Q - max_j Q) at -c before the softmax (degeneracy guard);
   * support_states: None = renew the support table for every state | n = for a random subset of n states,
     from which the phase's batches are drawn (a compute saving of ours);
@@ -127,7 +128,7 @@ class QIPO:
         action_low, action_high: the environment's action bounds.
         seed: network initialisation and the act-time generator (default: config.seed).
         q_fn: optional fixed Q(s, a_normalised) -> (B,) used instead of a learned Q (tests / oracles; then no Q
-            network is built and q_steps must be 0).
+            network is built, q_steps must be 0 and freeze_q True).
 
     Train with :func:`fit_qipo` (in memory) or ``agm qipo train`` (run folder, resumable); the Trainer calls
     ``batch(step, generator)`` and ``loss(batch, step, generator)``.
@@ -144,6 +145,9 @@ class QIPO:
             raise DataError(f"action bounds have shape {tuple(self.scaler.low.shape)}; accepted: ({dataset.act_dim},) to match the dataset actions")
         if q_fn is not None and config.q_steps > 0:
             raise ConfigError(f"q_steps={config.q_steps} with a fixed q_fn: set q_steps=0 (no Q network is learned)")
+        if q_fn is not None and not config.freeze_q:
+            raise ConfigError(f"freeze_q={config.freeze_q!r} with a fixed q_fn is not accepted: a given Q function has no "
+                              "network to keep training in phase 3; accepted values: freeze_q=True (with q_steps=0)")
         self.obs_norm = Normalizer.fit(dataset.observations)
         self.actions = self.scaler.normalize(dataset.actions).clamp(-1, 1)
         self.policy = FlowPolicy(dataset.obs_dim, dataset.act_dim, self.obs_norm, hidden=config.policy_hidden,

@@ -16,15 +16,17 @@ from typing import Any
 import torch
 
 from agm.errors import CheckpointError, ConfigError
-from agm.methods.efm.config import QIPOConfig
+from agm.methods.efm.config import QIPO_BUILTIN_DIR, QIPOConfig
 
 METHOD = "qipo"
 
 
 def load_qipo_config(source: Any = None, overrides: list[str] | tuple = ()) -> QIPOConfig:
+    """Defaults, then ``source`` (a YAML file, a dict, or a built-in name: ``qipo_v1`` = the defaults before
+    session 7), then ``key=value`` overrides."""
     from agm.training.config import build_config
 
-    return build_config(QIPOConfig, source, overrides)
+    return build_config(QIPOConfig, source, overrides, QIPO_BUILTIN_DIR)
 
 
 def resolve_env(cfg: QIPOConfig, data) -> tuple[str, list[float], list[float]]:
