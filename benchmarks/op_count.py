@@ -16,10 +16,13 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "src"))
 
 
-def count_step(trainer) -> dict[str, int]:
+def count_ops(fn, calls: int = 1) -> dict[str, int]:
+    """ATen operations the dispatcher runs in ``calls`` calls of ``fn()`` (below autograd: forward, backward and
+    optimizer operations alike, each counted once, with nothing nested counted twice), by operator name.
+
+    The one operation counter of ``benchmarks/`` (``train_step.py --profile`` uses it too)."""
     from torch.utils._python_dispatch import TorchDispatchMode
 
     names: dict[str, int] = {}
@@ -30,8 +33,14 @@ def count_step(trainer) -> dict[str, int]:
             return func(*args, **(kwargs or {}))
 
     with Count():
-        trainer.train_step()
+        for _ in range(calls):
+            fn()
     return names
+
+
+def count_step(trainer) -> dict[str, int]:
+    """ATen operations of one ``trainer.train_step()`` (:func:`count_ops`)."""
+    return count_ops(trainer.train_step)
 
 
 def main() -> int:
@@ -41,6 +50,7 @@ def main() -> int:
     ap.add_argument("--arms", nargs="+", default=["baseline", "time_weight", "fixed_weight", "agm", "agm_path"])
     ap.add_argument("--out", required=True)
     args = ap.parse_args()
+    sys.path.insert(0, str(ROOT / "src"))  # run as a script: this tree's library (not on import: train_step.py)
     import torch
 
     from agm.methods.agm.config import load_config

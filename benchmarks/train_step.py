@@ -2,7 +2,9 @@
 
 Every variant is one full training step, timed in interleaved rounds (the order rotated each round); the
 JSON keeps every round, the median steps/s and the ratios, both as the ratio of medians and as the median of
-the per-round ratios (robust to the load of a shared machine drifting between rounds).
+the per-round ratios (robust to the load of a shared machine drifting between rounds), and each variant's fastest
+round with the ratios of those (other work on the machine only adds time; on the shared 2-core machine a few rounds
+can take twice as long).
 
 1. AGM / drift-only: the toy config (``--config toy``: TimeMLP 256 x 3, batch 256, sigma 0.5, V_phi at 1.4%),
    each arm through the library's Trainer (EMA, gradient clipping, NaN guard: the step a user runs).
@@ -10,14 +12,34 @@ the per-round ratios (robust to the load of a shared machine drifting between ro
      agm                       AGM, defaults (V_phi's loss and gradients by hand: AGM.fused_potential)
      agm_autograd_potential    AGM with V_phi through autograd (AGM.fused_potential = False; the old path)
      agm_every4                AGM with V_phi trained on every 4th batch (AGM(potential_every=4); an option)
+     drift_only_forloop, agm_forloop   drift_only and agm with AdamW's per-tensor for-loop (PyTorch's CPU default,
+                               the Trainer's CPU default before session 7; bit-identical to the foreach default)
      drift_only_fused, agm_fused, agm_every4_fused   the same with train.fused_optimizer=true (AdamW fused=True
-                               on the CPU: one operator for all parameters instead of ~9 per parameter)
+                               on the CPU: one operator per parameter group; the default is foreach=True on the
+                               CPU, bit-identical to PyTorch's per-tensor for-loop, whose foreach operators still
+                               loop over the tensors there)
 2. flow matching (sigma = 0, t ~ U[0, 1]), the same TimeMLP 256 x 3 and the same initial weights:
      agm_fm                    the Trainer's step, defaults (method=baseline path.sigma=0 path.t_max=1)
      agm_fm_fused              the same with train.fused_optimizer=true (AdamW fused=True, on the CPU too)
+     agm_fm_forloop            the same with AdamW's per-tensor for-loop (the CPU default before session 7)
      torchcfm                  ConditionalFlowMatcher(sigma=0) in the loop of its README (zero_grad, loss,
                                backward, step) with AdamW(lr=1e-3), no EMA and no clipping
      torchcfm_fused_adamw      the same loop with AdamW(fused=True): what the optimiser alone is worth
+     agm_fm_compiled           agm_fm with train.compile=true (inductor's CPU code for the networks)
+     agm_fm_compiled_max_autotune   the same with train.compile_mode=max-autotune-no-cudagraphs
+3. the floor: the arithmetic every flow-matching step of this MLP has to do, with nothing else around it
+     floor_fwd_bwd             the bare TimeMLP forward, a mean squared error and the backward on fixed tensors
+                               (no sampling, no optimiser, no EMA, no clipping): the network's eager cost
+     floor_fwd_bwd_no_mkldnn   the same with torch.backends.mkldnn off (float32 Linear layers run MKL's sgemm)
+     floor_mm                  only the torch.mm calls of that forward and backward (the same shapes and
+                               transposes: 5 forward, 5 weight-gradient and 4 input-gradient products; no bias,
+                               SiLU, embedding or loss): the matmul arithmetic alone
+     floor_potential           V_phi's own training arithmetic in AGM's step on fixed tensors: its forward, loss
+                               and gradients by hand (agm.methods.agm.model.potential_mlp_loss), the importance
+                               weights and the backward that hands the gradients on (no optimiser, no clipping)
+   A step that is 1.2x faster than torchcfm's needs torchcfm's ms / 1.2; the JSON's "floor" block compares that
+   with the two floors, and its "agm_extra" block AGM's extra time over drift-only with floor_potential and with the
+   10% that AGM / drift-only <= 1.10 allows.
 
 ``--quality`` instead trains AGM and AGM with potential_every=k (``--every``) on toy sets with the training and
 evaluation of experiments/agm/toy.py and writes the paired W2/MMD/energy per seed:
@@ -26,14 +48,16 @@ evaluation of experiments/agm/toy.py and writes the paired W2/MMD/energy per see
         --quality-steps 2000 --out benchmarks/results/train_step_every4_quality.json
 
 torchcfm is installed as in ../shared/peers.md (``pip install --no-deps torchcfm``); without it the peer rows
-are left out. ``--profile`` adds per-variant operator counts and the top self-CPU operators per step.
+are left out. ``--profile`` adds per-variant ATen operator counts per step (``op_count.count_ops``, the one
+operation counter of benchmarks/) and the top self-CPU operators per step (torch.profiler).
 
-    PYTHONPATH=src python benchmarks/train_step.py --threads 1 2 --rounds 9 --steps 60 --profile \\
-        --out benchmarks/results/train_step_cpu.json
+    PYTHONPATH=src python benchmarks/train_step.py --threads 1 --rounds 9 --steps 60 --profile \\
+        --out benchmarks/results/train_step_cpu_s7.json
 """
 from __future__ import annotations
 
 import argparse
+import copy
 import importlib
 import json
 import os
@@ -51,6 +75,9 @@ from agm.training.results import machine_info, write_result
 from agm.training.trainer import Trainer
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from op_count import count_ops  # noqa: E402  (benchmarks/op_count.py: the one operation counter)
+
 FM_OVERRIDES = ["method=baseline", "path.sigma=0", "path.t_min=0", "path.t_max=1"]
 
 
@@ -84,6 +111,14 @@ def trainer_step(config: str, overrides: list[str], data: torch.Tensor, *, every
     return tr.train_step
 
 
+def forloop(step):
+    """A Trainer's step with AdamW's per-tensor for-loop implementation (foreach=False in every group)."""
+    if step is not None:
+        for group in step.__self__.optimizer.param_groups:
+            group["foreach"] = False
+    return step
+
+
 def peer_step(net: TimeMLP, data: torch.Tensor, batch: int, fused: bool):
     from torchcfm.conditional_flow_matching import ConditionalFlowMatcher
 
@@ -103,6 +138,100 @@ def peer_step(net: TimeMLP, data: torch.Tensor, batch: int, fused: bool):
     return step
 
 
+def floor_fwd_bwd(net: TimeMLP, batch: int):
+    """The bare forward + mean squared error + backward of ``net`` on fixed tensors (gradients set to None first,
+    as zero_grad does): the network's eager arithmetic and autograd, nothing else."""
+    g = torch.Generator().manual_seed(2)
+    xt, t = torch.randn(batch, net.dim, generator=g), torch.rand(batch, generator=g)
+    ut = torch.randn(batch, net.dim, generator=g)
+    params = list(net.parameters())
+
+    def step():
+        for p in params:
+            p.grad = None
+        torch.mean((net(xt, t) - ut) ** 2).backward()
+
+    return step
+
+
+def floor_mm_flops(net: TimeMLP, batch: int) -> int:
+    """Floating-point operations of :func:`floor_mm`'s products (2 per multiply-add)."""
+    w_t = net.time_embed[1].weight
+    ws = [m.weight for m in net.net.net if isinstance(m, torch.nn.Linear)]
+    fwd = 2 * batch * (w_t.numel() + sum(w.numel() for w in ws))
+    return 2 * fwd + (fwd - 2 * batch * w_t.numel())  # forward, weight gradients, input gradients
+
+
+def sgemm_gflops(n: int = 1024, reps: int = 5) -> float:
+    """This core's float32 matmul rate on a large square product (n x n @ n x n), best of ``reps``."""
+    a, b = torch.randn(n, n), torch.randn(n, n)
+    a.mm(b)
+    best = float("inf")
+    for _ in range(reps):
+        t0 = time.perf_counter()
+        a.mm(b)
+        best = min(best, time.perf_counter() - t0)
+    return 2 * n**3 / best / 1e9
+
+
+def floor_fwd_bwd_no_mkldnn(net: TimeMLP, batch: int):
+    """:func:`floor_fwd_bwd` with oneDNN (mkldnn) switched off: float32 Linear layers use MKL's sgemm either way."""
+    step = floor_fwd_bwd(net, batch)
+
+    def run():
+        with torch.backends.mkldnn.flags(enabled=False):
+            step()
+
+    return run
+
+
+def floor_mm(net: TimeMLP, batch: int):
+    """Only the matrix products of ``net``'s forward and backward, with the shapes and transposes autograd uses
+    (F.linear: x W^T; backward: dW = g^T x, dx = g W), for the time-embedding Linear and every Linear of the MLP:
+    the input gradient of the MLP's first layer (for the time embedding) is computed, not the embedding's own."""
+    g = torch.Generator().manual_seed(2)
+    w_t = net.time_embed[1].weight.detach()
+    ws = [m.weight.detach() for m in net.net.net if isinstance(m, torch.nn.Linear)]
+    e = torch.randn(batch, w_t.shape[1], generator=g)
+    h0 = torch.randn(batch, ws[0].shape[1], generator=g)
+
+    def step():
+        hs = [h0]
+        e.mm(w_t.t())
+        for w in ws:
+            hs.append(hs[-1].mm(w.t()))
+        gr = hs[-1]
+        for i in range(len(ws) - 1, -1, -1):
+            gr.t().mm(hs[i])
+            gr = gr.mm(ws[i])
+        gr[:, -w_t.shape[0]:].t().mm(e)
+
+    return step
+
+
+def floor_potential(method, batch: int):
+    """V_phi's part of AGM's step on fixed tensors: potential_mlp_loss (forward, loss, gradients by hand), the
+    importance weights from V and the backward of the attached loss (gradients set to None first)."""
+    from agm.methods.agm.model import potential_mlp_loss
+
+    g = torch.Generator().manual_seed(2)
+    xt, t = torch.randn(batch, 2, generator=g), torch.rand(batch, generator=g)
+    ell = torch.rand(batch, generator=g).requires_grad_()
+    pot, weighting = method.potential, method.weighting
+    params = list(pot.parameters())
+    if potential_mlp_loss(pot, xt, t, ell, None, weighting.objective) is None:
+        return None
+
+    def step():
+        for p in params:
+            p.grad = None
+        v, loss = potential_mlp_loss(pot, xt, t, ell, None, weighting.objective)
+        weighting.weights(v, t, 1000)
+        loss.backward()
+
+    return step
+
+
 def build_variants(args, data: torch.Tensor, cfm_version: str | None) -> dict:
     v = {
         "drift_only": trainer_step(args.config, ["method=baseline"], data),
@@ -110,6 +239,8 @@ def build_variants(args, data: torch.Tensor, cfm_version: str | None) -> dict:
         "agm_autograd_potential": trainer_step(args.config, ["method=agm"], data, fused_potential=False),
         "agm_every4": trainer_step(args.config, ["method=agm"], data, every=4),
     }
+    v["drift_only_forloop"] = forloop(trainer_step(args.config, ["method=baseline"], data))
+    v["agm_forloop"] = forloop(trainer_step(args.config, ["method=agm"], data))
     fused = ["train.fused_optimizer=true"]
     v["drift_only_fused"] = trainer_step(args.config, ["method=baseline"] + fused, data)
     v["agm_fused"] = trainer_step(args.config, ["method=agm"] + fused, data)
@@ -119,11 +250,22 @@ def build_variants(args, data: torch.Tensor, cfm_version: str | None) -> dict:
     init = {k: x.clone() for k, x in net.state_dict().items()}
     v["agm_fm"] = trainer_step(args.config, FM_OVERRIDES, data, init=init)
     v["agm_fm_fused"] = trainer_step(args.config, FM_OVERRIDES + fused, data, init=init)
+    v["agm_fm_forloop"] = forloop(trainer_step(args.config, FM_OVERRIDES, data, init=init))
+    v["agm_fm_compiled"] = trainer_step(args.config, FM_OVERRIDES + ["train.compile=true"], data, init=init)
+    v["agm_fm_compiled_max_autotune"] = trainer_step(
+        args.config, FM_OVERRIDES + ["train.compile=true", "train.compile_mode=max-autotune-no-cudagraphs"], data, init=init)
     if cfm_version:
         for name, fused in (("torchcfm", False), ("torchcfm_fused_adamw", True)):
             peer = TimeMLP(2, hidden=256, depth=3)
             peer.load_state_dict(init)
             v[name] = peer_step(peer, data, args.batch, fused)
+    for name, make in (("floor_fwd_bwd", floor_fwd_bwd), ("floor_fwd_bwd_no_mkldnn", floor_fwd_bwd_no_mkldnn),
+                       ("floor_mm", floor_mm)):
+        bare = TimeMLP(2, hidden=256, depth=3)
+        bare.load_state_dict(init)
+        v[name] = make(bare, args.batch)
+    agm = copy.deepcopy(v["agm"].__self__.method)  # its own copy of the toy AGM's V_phi and weighting
+    v["floor_potential"] = floor_potential(agm, args.batch) if getattr(agm, "potential", None) is not None else None
     return {k: f for k, f in v.items() if f is not None}
 
 
@@ -138,32 +280,79 @@ RATIOS = {  # name: (numerator variant, denominator variant) of steps/s; step-ti
     "agm_over_drift_only_step_time": ("drift_only", "agm"),
     "agm_autograd_potential_over_drift_only_step_time": ("drift_only", "agm_autograd_potential"),
     "agm_every4_over_drift_only_step_time": ("drift_only", "agm_every4"),
+    "agm_forloop_over_drift_only_forloop_step_time": ("drift_only_forloop", "agm_forloop"),
     "agm_fused_over_drift_only_fused_step_time": ("drift_only_fused", "agm_fused"),
+    "drift_only_over_drift_only_forloop_steps_per_s": ("drift_only", "drift_only_forloop"),
+    "agm_over_agm_forloop_steps_per_s": ("agm", "agm_forloop"),
+    "agm_fm_over_agm_fm_forloop_steps_per_s": ("agm_fm", "agm_fm_forloop"),
+    "agm_fm_forloop_over_torchcfm_steps_per_s": ("agm_fm_forloop", "torchcfm"),
     "agm_every4_fused_over_drift_only_fused_step_time": ("drift_only_fused", "agm_every4_fused"),
     "agm_fm_over_torchcfm_steps_per_s": ("agm_fm", "torchcfm"),
     "agm_fm_fused_over_torchcfm_steps_per_s": ("agm_fm_fused", "torchcfm"),
     "agm_fm_fused_over_torchcfm_fused_adamw_steps_per_s": ("agm_fm_fused", "torchcfm_fused_adamw"),
+    "agm_fm_compiled_over_torchcfm_steps_per_s": ("agm_fm_compiled", "torchcfm"),
+    "agm_fm_compiled_over_agm_fm_steps_per_s": ("agm_fm_compiled", "agm_fm"),
+    "agm_fm_compiled_max_autotune_over_agm_fm_steps_per_s": ("agm_fm_compiled_max_autotune", "agm_fm"),
+    "floor_fwd_bwd_no_mkldnn_over_floor_fwd_bwd_step_time": ("floor_fwd_bwd", "floor_fwd_bwd_no_mkldnn"),
+    "torchcfm_over_floor_fwd_bwd_step_time": ("floor_fwd_bwd", "torchcfm"),
+    "torchcfm_over_floor_mm_step_time": ("floor_mm", "torchcfm"),
+    "agm_fm_over_floor_fwd_bwd_step_time": ("floor_fwd_bwd", "agm_fm"),
+    "agm_fm_fused_over_floor_fwd_bwd_step_time": ("floor_fwd_bwd", "agm_fm_fused"),
 }
 
 
+def agm_extra(ms: dict[str, float], goal: float = 1.10) -> dict | None:
+    """AGM's extra ms per step over drift-only (defaults and fused AdamW) next to V_phi's own floor and the goal."""
+    if "agm" not in ms or "drift_only" not in ms:
+        return None
+    out = {"goal_agm_over_drift_only": goal, "agm_minus_drift_only_ms": ms["agm"] - ms["drift_only"],
+           "allowed_extra_ms": (goal - 1) * ms["drift_only"], "floor_potential_ms": ms.get("floor_potential")}
+    if "agm_fused" in ms and "drift_only_fused" in ms:
+        out["agm_fused_minus_drift_only_fused_ms"] = ms["agm_fused"] - ms["drift_only_fused"]
+        out["allowed_extra_fused_ms"] = (goal - 1) * ms["drift_only_fused"]
+    return out
+
+
+def floor_summary(ms: dict[str, float], batch: int, goal: float = 1.2) -> dict | None:
+    """What ``goal`` x torchcfm's steps/s asks of our step, next to the floors (``ms``: ms per step, the medians or
+    the best rounds), and the rate of floor_mm's products against this core's rate on a large product."""
+    if "torchcfm" not in ms or "floor_fwd_bwd" not in ms:
+        return None
+    need = ms["torchcfm"] / goal
+    flops = floor_mm_flops(TimeMLP(2, hidden=256, depth=3), batch)
+    return {"floor_mm_mflop_per_step": flops / 1e6,
+            "floor_mm_gflops": flops / ms["floor_mm"] / 1e6 if "floor_mm" in ms else None,
+            "sgemm_1024_gflops": sgemm_gflops(),
+            "goal_agm_over_torchcfm_steps_per_s": goal, "torchcfm_ms": ms["torchcfm"],
+            "agm_step_needed_ms": need, "floor_fwd_bwd_ms": ms["floor_fwd_bwd"], "floor_mm_ms": ms.get("floor_mm"),
+            "needed_over_floor_fwd_bwd": need / ms["floor_fwd_bwd"],
+            "room_above_floor_fwd_bwd_ms": need - ms["floor_fwd_bwd"],
+            "torchcfm_above_floor_fwd_bwd_ms": ms["torchcfm"] - ms["floor_fwd_bwd"]}
+
+
 def profile(variants: dict, steps: int) -> dict:
-    """Per variant: aten operator calls per step, self CPU ms per step, and the top 8 operators by self time."""
+    """Per variant: ATen operations per step (op_count.count_ops, the total and the 12 most frequent), autograd
+    nodes and self CPU ms per step, and the top 8 operators by self time (torch.profiler; times are distorted by
+    the profiler and by the machine's load, the counts are not)."""
     from torch.profiler import ProfilerActivity
     from torch.profiler import profile as tprofile
 
     out = {}
     for name, fn in variants.items():
+        # a compiled network runs eagerly under a dispatch mode (dynamo skips the frame): no count for those
+        ops = None if "_compiled" in name else count_ops(fn, steps)
         with tprofile(activities=[ProfilerActivity.CPU]) as p:
             for _ in range(steps):
                 fn()
-        ev = [e for e in p.key_averages() if e.key.startswith("aten::")]
-        total_self = sum(e.self_cpu_time_total for e in p.key_averages()) / 1e3 / steps
-        top = sorted(p.key_averages(), key=lambda e: -e.self_cpu_time_total)[:8]
+        events = p.key_averages()
+        top = sorted(events, key=lambda e: -e.self_cpu_time_total)[:8]
         out[name] = {
-            "aten_calls_per_step": round(sum(e.count for e in ev) / steps, 1),
-            "autograd_nodes_per_step": round(sum(e.count for e in p.key_averages()
+            "aten_ops_per_step": None if ops is None else round(sum(ops.values()) / steps, 1),
+            "top_aten_ops_per_step": None if ops is None else {
+                k: round(n / steps, 1) for k, n in sorted(ops.items(), key=lambda kv: -kv[1])[:12]},
+            "autograd_nodes_per_step": round(sum(e.count for e in events
                                                  if e.key.startswith("autograd::engine::evaluate_function")) / steps, 1),
-            "self_cpu_ms_per_step": round(total_self, 3),
+            "self_cpu_ms_per_step": round(sum(e.self_cpu_time_total for e in events) / 1e3 / steps, 3),
             "top_self_cpu_ms_per_step": {e.key: round(e.self_cpu_time_total / 1e3 / steps, 3) for e in top},
         }
     return out
@@ -178,6 +367,13 @@ def run_threads(args, threads: int, cfm_version: str | None) -> dict:
     names = list(variants)
     for fn in variants.values():  # warm-up
         rate(fn, 10)
+    # the objects alive now (torch, inductor, every variant's modules: gc_frozen_objects in the JSON) are moved out of
+    # the garbage collector's reach, so that no full collection walking all of them lands inside one variant's timing
+    import gc
+
+    gc.collect()
+    gc.freeze()
+    frozen = gc.get_freeze_count()
     rates: dict[str, list[float]] = {k: [] for k in names}
     load = [os.getloadavg()[0]]
     for r in range(args.rounds):
@@ -186,16 +382,25 @@ def run_threads(args, threads: int, cfm_version: str | None) -> dict:
             rates[k].append(rate(variants[k], args.steps))
         load.append(os.getloadavg()[0])
     med = {k: statistics.median(v) for k, v in rates.items()}
-    ratios, per_round = {}, {}
+    best = {k: max(v) for k, v in rates.items()}  # each variant's fastest round: other load only adds time
+    ratios, per_round, of_best = {}, {}, {}
     for rname, (a, b) in RATIOS.items():
         if a in med and b in med:
             ratios[rname] = med[a] / med[b]
             per_round[rname] = statistics.median(x / y for x, y in zip(rates[a], rates[b]))
-    res = {"threads": threads, "steps_per_second_median": med, "ms_per_step_median": {k: 1e3 / v for k, v in med.items()},
-           "ratios_of_medians": ratios, "ratios_median_of_rounds": per_round, "steps_per_second_all": rates,
+            of_best[rname] = best[a] / best[b]
+    ms = {k: 1e3 / v for k, v in med.items()}
+    ms_best = {k: 1e3 / v for k, v in best.items()}
+    res = {"threads": threads, "steps_per_second_median": med, "ms_per_step_median": ms, "ms_per_step_best": ms_best,
+           "ratios_of_medians": ratios, "ratios_median_of_rounds": per_round, "ratios_of_best": of_best,
+           "floor": floor_summary(ms, args.batch), "agm_extra": agm_extra(ms),
+           "floor_best": floor_summary(ms_best, args.batch), "agm_extra_best": agm_extra(ms_best),
+           "gc_frozen_objects": frozen,
+           "steps_per_second_all": rates,
            "load_average_1min_per_round": load}
     if args.profile and threads == args.threads[0]:  # operator counts do not depend on the thread count
         res["profile"] = profile(variants, args.profile_steps)
+    gc.unfreeze()
     return res
 
 
@@ -287,9 +492,12 @@ def main() -> int:
     for th, res in results.items():
         print(f"--- {th} thread(s)")
         for k, v in res["steps_per_second_median"].items():
-            print(f"{k:<30} {v:8.1f} steps/s  {1e3 / v:6.2f} ms")
+            print(f"{k:<30} {v:8.1f} steps/s  {1e3 / v:6.2f} ms (best round {res['ms_per_step_best'][k]:6.2f} ms)")
         for k, v in res["ratios_median_of_rounds"].items():
-            print(f"{k:<55} {v:6.3f} (of medians {res['ratios_of_medians'][k]:.3f})")
+            print(f"{k:<55} {v:6.3f} (of medians {res['ratios_of_medians'][k]:.3f}, of best {res['ratios_of_best'][k]:.3f})")
+        for block in ("floor", "agm_extra", "floor_best", "agm_extra_best"):
+            if res[block]:
+                print(f"{block}:", json.dumps({k: round(v, 3) for k, v in res[block].items() if v is not None}))
     return 0
 
 

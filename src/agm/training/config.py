@@ -39,7 +39,7 @@ class TrainConfig:
     compile: bool = False  # torch.compile the trained networks
     compile_mode: str = "default"  # torch.compile mode: default | reduce-overhead (CUDA graphs: launch-bound small nets) | max-autotune | max-autotune-no-cudagraphs
     channels_last: bool = False  # images: channels_last memory format
-    fused_optimizer: bool = False  # AdamW(fused=True) on CUDA
+    fused_optimizer: bool = False  # AdamW(fused=True), CUDA and CPU (rounding-level differences); off: foreach on the CPU, bit-identical to the for-loop
     nan_check_every: int = 0  # NaN/inf loss guard: 0 = auto (every step on the CPU, every 50 on CUDA: no per-step sync)
 
     def validate(self, prefix: str = "train") -> "TrainConfig":

@@ -16,6 +16,9 @@ Speed options of TrainConfig (all off by default; CPU behaviour and exact CPU re
     channels_last     networks and 4-D batches in channels_last memory format
     fused_optimizer   AdamW(fused=True): one kernel for the whole update
     device='cuda'     the data tensor is moved to the device once; batches are indexed there
+Without fused_optimizer, AdamW runs its foreach implementation on the CPU as well (PyTorch's own default there is
+the per-tensor for-loop, about 9 operations per parameter tensor): bit-identical updates in about a dozen operations
+per parameter group (docs/performance.md).
 EMA uses ``torch._foreach_lerp_`` (agm.training.ema). Multi-GPU: launched by ``torchrun``, the trainer
 finds the process group (``agm.training.distributed``), wraps each network in DDP, draws B/W samples
 per rank from a per-rank generator, logs and checkpoints on rank 0 only, and stores every rank's RNG
@@ -78,6 +81,16 @@ def _frozen_parts(module: nn.Module) -> list[nn.Module]:
     if params and not any(p.requires_grad for p in params):
         return [module]
     return [m for child in module.children() for m in _frozen_parts(child)]
+
+
+def optimizer_implementation(fused: bool, device: torch.device) -> dict[str, bool]:
+    """AdamW's implementation keywords: ``fused=True`` when train.fused_optimizer is set; otherwise ``foreach=True`` on
+    the CPU, whose updates are bit-identical to PyTorch's CPU default (the per-tensor for-loop: about 9 operations per
+    parameter tensor, each a dispatch; tests/training/test_trainer_step_ops.py checks the identity), and PyTorch's
+    own choice elsewhere (foreach on CUDA already)."""
+    if fused:
+        return {"fused": True}
+    return {"foreach": True} if device.type == "cpu" else {}
 
 
 class Trainer:
@@ -143,8 +156,8 @@ class Trainer:
         groups = [
             {"params": list(net.parameters()), "lr": lrs.get(name, cfg.lr), "name": name} for name, net in nets.items()
         ]
-        opt_kw = {"fused": True} if cfg.fused_optimizer else {}
-        self.optimizer = torch.optim.AdamW(groups, lr=cfg.lr, weight_decay=cfg.weight_decay, **opt_kw)
+        self._opt_kw = optimizer_implementation(cfg.fused_optimizer, self.device)
+        self.optimizer = torch.optim.AdamW(groups, lr=cfg.lr, weight_decay=cfg.weight_decay, **self._opt_kw)
         cfg.validate("train")  # the one check of the training-loop options (also for a TrainConfig built by hand)
         for group in self.optimizer.param_groups:
             group["base_lr"] = group["lr"]
@@ -191,10 +204,7 @@ class Trainer:
         together) and the logged 'loss' is that global mean. Gradient norms are returned as 0-d
         tensors (converted to floats only when logged, to avoid a device sync every step).
         """
-        for net in self.nets.values():
-            net.train()
-        for m in self._frozen_modules:
-            m.eval()
+        self._train_mode()
         batch = self._batch()
         if self._logs_optional:  # a method may skip the statistics of steps nobody logs
             self.method.logs_wanted = (self._fit_total is None or (self.step + 1) % self.cfg.log_every == 0
@@ -234,6 +244,28 @@ class Trainer:
             ema.update(decay)
         self.step += 1
         return logs
+
+    def _train_mode(self) -> None:
+        """Every trained network in train mode and its frozen parts in eval mode (net.train(), then m.eval() on each
+        frozen part). Those calls walk the modules and set each flag through nn.Module.__setattr__, a per-step cost on
+        the CPU, so they run only when a read-only walk finds a flag that is not as wanted (e.g. after an evaluation
+        callback, or every step for a module whose own train() keeps a part in eval mode: the same modes as before)."""
+        frozen = self._frozen_modules
+        inside = {id(x) for m in frozen for x in m.modules()} if frozen else ()
+        stack = list(self.nets.values())
+        while stack:  # every module once per path, as Module.train() visits them
+            m = stack.pop()
+            if m is None:
+                continue
+            if m.training is (id(m) in inside):
+                break
+            stack.extend(m._modules.values())
+        else:
+            return
+        for net in self.nets.values():
+            net.train()
+        for m in frozen:
+            m.eval()
 
     def _clip_gradients(self) -> dict[str, Tensor]:
         """Per-network clipping to train.grad_clip, as torch.nn.utils.clip_grad_norm_ per network (bit-identical:
@@ -463,6 +495,10 @@ class Trainer:
                 for name, ema in self.ema.items():
                     ema.load_state_dict(unflatten(files["ema"], name))
                 optimizer_from_tensors(self.optimizer, files["trainer"], state["optimizer"])
+                if "foreach" in self._opt_kw:  # a checkpoint of the for-loop AdamW: the same numbers, foreach's speed
+                    for group in self.optimizer.param_groups:
+                        if not group.get("fused"):
+                            group["foreach"] = self._opt_kw["foreach"]
             except (RuntimeError, KeyError, ValueError) as e:
                 raise CheckpointError(f"checkpoint {ckpt} does not match this model/config: {e}") from None
             self.step = int(state["step"])

@@ -151,3 +151,23 @@ def test_logs_wanted_false_gives_the_same_loss_with_only_the_loss_logged():
     assert torch.equal(loss, loss2) and set(logs2) == {"loss"} and {"ess", "w_max", "potential_loss"} <= set(logs)
     for a, b in zip(_grads(m, loss), _grads(m, loss2)):
         assert torch.equal(a, b)
+
+
+def test_hand_path_follows_layer_replacement_and_hooks():
+    """The structure of V_phi is cached on the module: a layer replaced afterwards is used (gradients still equal
+    autograd's), and a hook added afterwards sends V_phi back to autograd."""
+    m = _agm()
+    g = torch.Generator().manual_seed(9)
+    xt, t, ell = torch.randn(64, 2, generator=g), torch.rand(64, generator=g), torch.rand(64, generator=g)
+    assert potential_mlp_loss(m.potential, xt, t, ell, None) is not None
+    seq = m.potential.net.net.net
+    seq[2] = torch.nn.Linear(seq[2].in_features, seq[2].out_features)
+    v, loss = potential_mlp_loss(m.potential, xt, t, ell, None)
+    v_ref = m.potential(xt, t)
+    torch.testing.assert_close(v, v_ref.detach())
+    loss_ref = potential_loss(v_ref, ell, None, "nll").mean()
+    for a, b in zip(torch.autograd.grad(loss, list(m.potential.parameters())),
+                    torch.autograd.grad(loss_ref, list(m.potential.parameters()))):
+        torch.testing.assert_close(a, b)
+    seq[1].register_forward_hook(lambda *a: None)
+    assert potential_mlp_loss(m.potential, xt, t, ell, None) is None

@@ -72,21 +72,29 @@ class _AttachGradients(torch.autograd.Function):
 
 
 def _silu_mlp(pot: nn.Module) -> tuple[nn.Module, nn.Linear, list[nn.Linear]] | None:
-    """(sinusoidal embedding, time Linear, [Linear layers]) of a PotentialMLP with SiLU activations, else None."""
+    """(sinusoidal embedding, time Linear, [Linear layers]) of a PotentialMLP with SiLU activations and no hooks,
+    else None. The structure is read once per module and cached on it (``_agm_silu_mlp``); every call checks, in a
+    few attribute reads, that the cached layers are still the module's layers, that no hook was added and that it
+    was not compiled since (tests/methods/agm/test_speed_potential.py)."""
     if type(pot) is not PotentialMLP or getattr(pot, "_compiled_call_impl", None) is not None:
         return None
     tm = pot.net
-    te = list(tm.time_embed)
-    layers = list(tm.net.net)
-    if len(te) != 3 or not isinstance(te[1], nn.Linear) or type(te[2]) is not nn.SiLU:
+    te, seq = tm.time_embed._modules, tm.net.net._modules
+    key = (tm, tm.time_embed, tm.net, tm.net.net, *te.values(), *seq.values())
+    cached = pot.__dict__.get("_agm_silu_mlp")
+    if cached is None or cached[0] != key:
+        te_l, layers = list(te.values()), list(seq.values())
+        linears = layers[0::2]
+        plain = (len(te_l) == 3 and isinstance(te_l[1], nn.Linear) and type(te_l[2]) is nn.SiLU
+                 and all(type(a) is nn.SiLU for a in layers[1::2]) and all(type(q) is nn.Linear for q in linears))
+        cached = (key, (te_l[0], te_l[1], linears) if plain else None)
+        pot.__dict__["_agm_silu_mlp"] = cached
+    if cached[1] is None:
         return None
-    linears = layers[0::2]
-    if not all(type(a) is nn.SiLU for a in layers[1::2]) or not all(type(q) is nn.Linear for q in linears):
-        return None
-    modules = [pot, tm, tm.time_embed, tm.net, tm.net.net, *te, *layers]
-    if any(m._forward_hooks or m._forward_pre_hooks or m._backward_hooks for m in modules):
-        return None
-    return te[0], te[1], linears
+    for m in (pot, *cached[0]):
+        if m._forward_hooks or m._forward_pre_hooks or m._backward_hooks:
+            return None
+    return cached[1]
 
 
 def potential_mlp_loss(pot: PotentialMLP, x: Tensor, t: Tensor, ell: Tensor, target_u: Tensor | None,
@@ -109,9 +117,10 @@ def potential_mlp_loss(pot: PotentialMLP, x: Tensor, t: Tensor, ell: Tensor, tar
     with torch.no_grad():
         if t.dim() == 0:
             t = t.expand(x.shape[0])
-        e = emb(t)
+        e = emb.forward(t)  # the module's own forward, without __call__ (no hooks: checked above)
         a_t = F.linear(e, lin_t.weight, lin_t.bias)
-        h = torch.cat([x, F.silu(a_t).to(x.dtype)], dim=-1)
+        s_t = F.silu(a_t)
+        h = torch.cat([x, s_t if s_t.dtype == x.dtype else s_t.to(x.dtype)], dim=-1)
         inputs, pre = [h], []
         for q in linears[:-1]:
             a = F.linear(h, q.weight, q.bias)
@@ -121,26 +130,28 @@ def potential_mlp_loss(pot: PotentialMLP, x: Tensor, t: Tensor, ell: Tensor, tar
         v = F.linear(h, linears[-1].weight, linears[-1].bias).squeeze(-1)
         # L_V and dL_V/dV (as methods.agm.weighting.potential_loss, with ell and the target stopped)
         g = 1.0 / v.shape[0]
-        ell = ell.detach()
         if objective == "nll":
             e_v = torch.exp(-v)
             value = (ell * e_v + v).mean()
             dv = g - (g * ell) * e_v
         else:
-            ref = torch.log(ell.clamp_min(1e-12)) if objective == "regress" else 0.5 * target_u.detach().pow(2).flatten(1).mean(dim=1)
+            ref = torch.log(ell.clamp_min(1e-12)) if objective == "regress" else 0.5 * target_u.pow(2).flatten(1).mean(dim=1)
             d = v - ref
             value = d.pow(2).mean()
             dv = g * (2 * d)
         # backward through the layers (Linear: dW = g^T h, db = sum g, dh = g W; SiLU: silu_backward)
-        grads: list[Tensor] = []
+        n = len(linears)
+        grads: list[Tensor] = [None] * (2 * n + 2)  # type: ignore[list-item]
         gr = dv.unsqueeze(-1)
-        for i in range(len(linears) - 1, -1, -1):
-            q = linears[i]
-            grads = [gr.t().mm(inputs[i]), gr.sum(0)] + grads
-            gin = gr.mm(q.weight)
-            gr = torch.ops.aten.silu_backward(gin, pre[i - 1]) if i > 0 else gin
-        g_t = torch.ops.aten.silu_backward(gr[:, x.shape[-1]:], a_t)
-        grads = [g_t.t().mm(e), g_t.sum(0)] + grads
+        silu_backward = torch.ops.aten.silu_backward
+        for i in range(n - 1, -1, -1):
+            grads[2 * i + 2] = gr.t().mm(inputs[i])
+            grads[2 * i + 3] = gr.sum(0)
+            gin = gr.mm(linears[i].weight)
+            gr = silu_backward(gin, pre[i - 1]) if i > 0 else gin
+        g_t = silu_backward(gr[:, x.shape[-1]:], a_t)
+        grads[0] = g_t.t().mm(e)
+        grads[1] = g_t.sum(0)
     return v, _AttachGradients.apply(value, grads, *params)
 
 
