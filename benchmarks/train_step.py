@@ -18,6 +18,10 @@ can take twice as long).
                                on the CPU: one operator per parameter group; the default is foreach=True on the
                                CPU, bit-identical to PyTorch's per-tensor for-loop, whose foreach operators still
                                loop over the tensors there)
+     drift_only_compiled, agm_compiled   drift_only and agm with train.compile=true (each network compiled:
+                               train.compile_scope=modules, the default)
+     drift_only_compiled_loss, agm_compiled_loss   the same with train.compile_scope=loss (the method's whole loss
+                               function compiled: networks' forwards, weights and loss in one graph, one backward)
 2. flow matching (sigma = 0, t ~ U[0, 1]), the same TimeMLP 256 x 3 and the same initial weights:
      agm_fm                    the Trainer's step, defaults (method=baseline path.sigma=0 path.t_max=1)
      agm_fm_fused              the same with train.fused_optimizer=true (AdamW fused=True, on the CPU too)
@@ -108,6 +112,14 @@ def trainer_step(config: str, overrides: list[str], data: torch.Tensor, *, every
     if hasattr(tr, "_fit_total"):  # a Trainer that tells the method which steps it logs (as inside fit())
         tr._fit_total = 10**9
     tr.step = 1000  # past V_phi's warm-up: learned weights
+    if "train.compile_scope=loss" in overrides:
+        # a compiled loss compiles a variant for the first step (TorchDynamo specialises the int step), for the later
+        # ones (step dynamic) and for a log step (the weight statistics: log steps fall in the timed rounds too); all
+        # three here, before any timing, so that no recompile lands in a timed round
+        for i in range(3):
+            tr._fit_total = tr.step + 1 if i == 2 else 10**9
+            tr.train_step()
+        tr._fit_total = 10**9
     return tr.train_step
 
 
@@ -245,6 +257,11 @@ def build_variants(args, data: torch.Tensor, cfm_version: str | None) -> dict:
     v["drift_only_fused"] = trainer_step(args.config, ["method=baseline"] + fused, data)
     v["agm_fused"] = trainer_step(args.config, ["method=agm"] + fused, data)
     v["agm_every4_fused"] = trainer_step(args.config, ["method=agm"] + fused, data, every=4)
+    for scope in ("modules", "loss"):
+        suffix = "_compiled" if scope == "modules" else "_compiled_loss"
+        comp = ["train.compile=true", f"train.compile_scope={scope}"]
+        v["drift_only" + suffix] = trainer_step(args.config, ["method=baseline"] + comp, data)
+        v["agm" + suffix] = trainer_step(args.config, ["method=agm"] + comp, data)
     torch.manual_seed(1)
     net = TimeMLP(2, hidden=256, depth=3)
     init = {k: x.clone() for k, x in net.state_dict().items()}
@@ -282,6 +299,14 @@ RATIOS = {  # name: (numerator variant, denominator variant) of steps/s; step-ti
     "agm_every4_over_drift_only_step_time": ("drift_only", "agm_every4"),
     "agm_forloop_over_drift_only_forloop_step_time": ("drift_only_forloop", "agm_forloop"),
     "agm_fused_over_drift_only_fused_step_time": ("drift_only_fused", "agm_fused"),
+    "agm_compiled_over_drift_only_compiled_step_time": ("drift_only_compiled", "agm_compiled"),
+    "agm_compiled_loss_over_drift_only_compiled_loss_step_time": ("drift_only_compiled_loss", "agm_compiled_loss"),
+    "drift_only_compiled_over_drift_only_steps_per_s": ("drift_only_compiled", "drift_only"),
+    "drift_only_compiled_loss_over_drift_only_steps_per_s": ("drift_only_compiled_loss", "drift_only"),
+    "drift_only_compiled_loss_over_drift_only_compiled_steps_per_s": ("drift_only_compiled_loss", "drift_only_compiled"),
+    "agm_compiled_over_agm_steps_per_s": ("agm_compiled", "agm"),
+    "agm_compiled_loss_over_agm_steps_per_s": ("agm_compiled_loss", "agm"),
+    "agm_compiled_loss_over_agm_compiled_steps_per_s": ("agm_compiled_loss", "agm_compiled"),
     "drift_only_over_drift_only_forloop_steps_per_s": ("drift_only", "drift_only_forloop"),
     "agm_over_agm_forloop_steps_per_s": ("agm", "agm_forloop"),
     "agm_fm_over_agm_fm_forloop_steps_per_s": ("agm_fm", "agm_fm_forloop"),
@@ -375,12 +400,16 @@ def run_threads(args, threads: int, cfm_version: str | None) -> dict:
     gc.freeze()
     frozen = gc.get_freeze_count()
     rates: dict[str, list[float]] = {k: [] for k in names}
+    from torch._dynamo.utils import counters
+
+    graphs_before = counters["stats"]["unique_graphs"]
     load = [os.getloadavg()[0]]
     for r in range(args.rounds):
         order = names[r % len(names):] + names[:r % len(names)]
         for k in order:
             rates[k].append(rate(variants[k], args.steps))
         load.append(os.getloadavg()[0])
+    graphs_in_rounds = counters["stats"]["unique_graphs"] - graphs_before  # TorchDynamo graphs compiled while timing
     med = {k: statistics.median(v) for k, v in rates.items()}
     best = {k: max(v) for k, v in rates.items()}  # each variant's fastest round: other load only adds time
     ratios, per_round, of_best = {}, {}, {}
@@ -395,7 +424,7 @@ def run_threads(args, threads: int, cfm_version: str | None) -> dict:
            "ratios_of_medians": ratios, "ratios_median_of_rounds": per_round, "ratios_of_best": of_best,
            "floor": floor_summary(ms, args.batch), "agm_extra": agm_extra(ms),
            "floor_best": floor_summary(ms_best, args.batch), "agm_extra_best": agm_extra(ms_best),
-           "gc_frozen_objects": frozen,
+           "gc_frozen_objects": frozen, "graphs_compiled_in_timed_rounds": graphs_in_rounds,
            "steps_per_second_all": rates,
            "load_average_1min_per_round": load}
     if args.profile and threads == args.threads[0]:  # operator counts do not depend on the thread count

@@ -38,6 +38,7 @@ class TrainConfig:
     amp: str = "none"  # none | bf16 (autocast on CUDA)
     compile: bool = False  # torch.compile the trained networks
     compile_mode: str = "default"  # torch.compile mode: default | reduce-overhead (CUDA graphs: launch-bound small nets) | max-autotune | max-autotune-no-cudagraphs
+    compile_scope: str = "modules"  # what train.compile compiles: modules (each trained network) | loss (the method's whole loss function: one graph, one backward)
     channels_last: bool = False  # images: channels_last memory format
     fused_optimizer: bool = False  # AdamW(fused=True), CUDA and CPU (rounding-level differences); off: foreach on the CPU, bit-identical to the for-loop
     nan_check_every: int = 0  # NaN/inf loss guard: 0 = auto (every step on the CPU, every 50 on CUDA: no per-step sync)
@@ -63,6 +64,7 @@ class TrainConfig:
         check_choice(f"{prefix}.schedule", self.schedule, ("constant", "cosine", "linear"))
         check_choice(f"{prefix}.compile_mode", self.compile_mode,
                      ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs"))
+        check_choice(f"{prefix}.compile_scope", self.compile_scope, ("modules", "loss"))
         return self
 
 

@@ -12,7 +12,11 @@ tensorboard), tqdm progress, and atomic checkpoints (``agm.training.checkpoint``
 Speed options of TrainConfig (all off by default; CPU behaviour and exact CPU resume are unchanged):
     amp='bf16'        the method's loss runs under torch.autocast(bfloat16) (parameters, optimiser and
                       EMA stay float32; losses are reduced in float32)
-    compile=True      nn.Module.compile() on every trained network (state_dict keys unchanged)
+    compile=True      nn.Module.compile() on every trained network (state_dict keys unchanged); with
+                      compile_scope='loss' instead torch.compile of the method's loss function as a whole
+                      (:func:`compile_loss`: the networks' forwards, the weighting and the reduction in one graph,
+                      one AOTAutograd backward; the modules stay as they are, so state_dict keys, checkpoints
+                      and exact resume are those of an eager run)
     channels_last     networks and 4-D batches in channels_last memory format
     fused_optimizer   AdamW(fused=True): one kernel for the whole update
     device='cuda'     the data tensor is moved to the device once; batches are indexed there
@@ -37,7 +41,7 @@ import torch
 from torch import Tensor, nn
 
 from agm.training.config import TrainConfig
-from agm.errors import CheckpointError, DataError, NonFiniteLossError
+from agm.errors import CheckpointError, ConfigError, DataError, NonFiniteLossError
 from agm.training.checkpoint import (
     load_checkpoint,
     optimizer_from_tensors,
@@ -91,6 +95,37 @@ def optimizer_implementation(fused: bool, device: torch.device) -> dict[str, boo
     if fused:
         return {"fused": True}
     return {"foreach": True} if device.type == "cpu" else {}
+
+
+def compile_loss(method: TrainableMethod, mode: str | None) -> Callable[[Tensor, int, torch.Generator], tuple[Tensor, dict]]:
+    """``method.loss`` through torch.compile as a whole (train.compile_scope='loss'): TorchDynamo traces the loss
+    function with every network's forward, the weights and the loss reduction into one FX graph where it can, inductor
+    fuses their element-wise work into a few kernels, and AOTAutograd derives one backward for it. The function is
+    compiled, not the modules: no ``_orig_mod.`` prefix in any state_dict, so checkpoints and exact resume are as in
+    eager runs.
+
+    What TorchDynamo cannot trace runs eagerly between graphs (a graph break, never an error): every draw from the
+    trainer's ``torch.Generator`` (so the random streams are those of an eager run) and host reads such as a loss's
+    ``float(tensor)``; a method that draws first and computes after (AGM: ``agm.methods.agm.model``) keeps the rest in
+    one graph. The ``step`` argument is a Python int: a loss that branches on it (e.g. a weighting warm-up) is
+    recompiled once when the branch changes, not every step. An error of TorchDynamo or of the compiler backend is
+    raised as a ConfigError naming train.compile_scope (``modules`` compiles each network instead); so is a failed
+    backward of the compiled loss (Trainer.train_step): a loss that differentiates inside itself (torch.autograd.grad
+    with create_graph=True as Bellman's fields, torch.func.jvp as the flow maps) needs a double backward, which
+    AOTAutograd does not support; ``modules`` works for those.
+    """
+    compiled = torch.compile(method.loss, mode=mode)
+
+    def loss(batch: Tensor, step: int, generator: torch.Generator) -> tuple[Tensor, dict]:
+        try:
+            return compiled(batch, step, generator)
+        except torch._dynamo.exc.TorchDynamoException as e:
+            raise ConfigError(
+                f"train.compile_scope='loss': torch.compile could not compile {type(method).__name__}.loss "
+                f"({type(e).__name__}: {str(e).strip().splitlines()[0] if str(e).strip() else e!r}); use "
+                f"train.compile_scope=modules (each network compiled) or train.compile=false") from e
+
+    return loss
 
 
 class Trainer:
@@ -163,9 +198,17 @@ class Trainer:
             group["base_lr"] = group["lr"]
         self._scheduled = cfg.schedule != "constant" or cfg.warmup_steps > 0
         self.ema = {name: EMA(nets[name], cfg.ema_decay) for name in method.ema_names}
+        self._compiled_loss = None  # compile_scope='loss': compile_loss(method); else method.loss is called as it is
         if cfg.compile:
-            for net in nets.values():
-                net.compile(mode=None if cfg.compile_mode == "default" else cfg.compile_mode)
+            mode = None if cfg.compile_mode == "default" else cfg.compile_mode
+            if cfg.compile_scope == "loss":
+                if self.dist.enabled:
+                    raise ConfigError("train.compile_scope='loss' is not supported with several processes (DDP); "
+                                      "use train.compile_scope=modules")
+                self._compiled_loss = compile_loss(method, mode)
+            else:
+                for net in nets.values():
+                    net.compile(mode=mode)
         if self.dist.enabled:
             wrap_ddp(method, nets, self.dist)
         self.amp_dtype = torch.bfloat16 if cfg.amp == "bf16" else None
@@ -210,7 +253,8 @@ class Trainer:
             self.method.logs_wanted = (self._fit_total is None or (self.step + 1) % self.cfg.log_every == 0
                                        or self.step + 1 >= self._fit_total)
         with self._autocast():
-            loss, logs = self.method.loss(batch, self.step, self.generator)
+            loss_fn = self.method.loss if self._compiled_loss is None else self._compiled_loss
+            loss, logs = loss_fn(batch, self.step, self.generator)
         check = loss.detach()
         if self.dist.enabled:
             import torch.distributed as tdist
@@ -231,7 +275,17 @@ class Trainer:
             if (self.step + 1) % self.nan_check_every == 0:
                 self.check_finite()
         self.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
+        try:
+            loss.backward()
+        except RuntimeError as e:
+            if self._compiled_loss is None or isinstance(e, torch.OutOfMemoryError):
+                raise
+            raise ConfigError(
+                f"train.compile_scope='loss': the backward of the compiled {type(self.method).__name__}.loss failed "
+                f"({str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__}); torch.compile of a whole "
+                f"loss does not support a loss that differentiates inside itself (torch.autograd.grad with "
+                f"create_graph=True, torch.func.jvp: a double backward). Use train.compile_scope=modules or "
+                f"train.compile=false") from e
         if self.cfg.grad_clip > 0:
             logs.update(self._clip_gradients())
         if self._scheduled:

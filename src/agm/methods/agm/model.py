@@ -26,7 +26,7 @@ from agm.methods.agm.config import Config
 from agm.nets import PotentialMLP, TimeMLP, UNet, build_potential
 from agm.methods.agm.weighting import (FixedTimeWeighting, PairCoupling, PotentialWeighting, TimeLogVariance, potential_loss,
                                        weight_logs)
-from agm.objectives.bridge_matching import bridge_matching_loss, per_sample_mse
+from agm.objectives.bridge_matching import per_sample_mse
 from agm.paths.bridge import BrownianBridge
 from agm.samplers import EulerMaruyama, ODESampler
 
@@ -155,6 +155,15 @@ def potential_mlp_loss(pot: PotentialMLP, x: Tensor, t: Tensor, ell: Tensor, tar
     return v, _AttachGradients.apply(value, grads, *params)
 
 
+def bridge_draws(path: BrownianBridge, x0: Tensor, generator: torch.Generator | None) -> tuple[Tensor, Tensor]:
+    """The random numbers of ``path.sample(x0, x1, generator=generator)``, drawn in its order: t ~ U[t_min, t_max]
+    (as path.sample_t) and eps ~ N(0, I) of x0's shape and dtype. ``path.sample(x0, x1, t, eps=eps)`` then gives the
+    same sample, bit for bit, with no draw left inside it."""
+    t = path.sample_t(x0.shape[0], generator=generator, device=x0.device)
+    eps = torch.randn(x0.shape, generator=generator, device=x0.device, dtype=x0.dtype)
+    return t, eps
+
+
 class AGM(nn.Module):
     """Drift f_theta with an optional weighting (None: the drift-only baseline) and optional pair coupling.
 
@@ -162,9 +171,13 @@ class AGM(nn.Module):
     time-only control) or a :class:`FixedTimeWeighting` (no potential). ``coupling`` (a :class:`PairCoupling`)
     resamples the pairs (x0, x1) of each batch before the bridge is drawn (the path-level variant).
     Implements the trainer's method protocol: ``networks()``, ``ema_names`` and ``loss(x1, step, generator)``.
+    ``loss`` makes every draw from the generator first (x0, the coupling, then the bridge's t and eps:
+    :func:`bridge_draws`), so that torch.compile of the whole loss (train.compile_scope=loss) traces what follows
+    (drift and V_phi forwards, weights, loss) as one graph.
 
     Speed (docs/performance.md, CPU): a plain SiLU PotentialMLP's loss and gradients are computed by hand
-    (:func:`potential_mlp_loss`, the same numbers as autograd; ``fused_potential = False`` turns it off), and
+    (:func:`potential_mlp_loss`, the same numbers as autograd; ``fused_potential = False`` turns it off; under
+    train.compile_scope=loss V_phi goes through autograd inside the compiled graph instead), and
     ``potential_every = k`` > 1 (an option; default 1) trains V_phi on every k-th batch only (step % k == 0) while
     the weights still come from V_phi on every batch.
     """
@@ -214,15 +227,24 @@ class AGM(nn.Module):
         coupling_logs: dict[str, Tensor] = {}
         if self.coupling is not None:
             x1, coupling_logs = self.coupling.resample(x0, x1, generator)
+        # the bridge's own draws (t, then eps: as path.sample draws them) here, in this frame, so that under
+        # torch.compile (train.compile_scope=loss) every draw from the generator comes before the rest, which is then
+        # traced as one graph: drift, V_phi, weights and loss (a draw inside a nested call would split that graph)
+        t, eps = bridge_draws(self.path, x0, generator)
+        s = self.path.sample(x0, x1, t, eps=eps)
         if isinstance(self.drift, EndpointDrift):
-            s = self.path.sample(x0, x1, generator=generator)
             ell = per_sample_mse(self.drift.endpoint(s.xt, s.t), x1)
         else:
-            ell, s = bridge_matching_loss(self.drift, self.path, x0, x1, generator=generator)
+            ell = per_sample_mse(self.drift(s.xt, s.t), s.target)  # bridge_matching_loss on this sample
         if self.weighting is None:
             drift_loss = ell.mean()
             return drift_loss, {"loss": drift_loss.detach(), "drift_loss": drift_loss.detach(), **coupling_logs}
         v, pot_loss, pot_value = self._potential_outside_autograd(s, ell, step)
+        if v is None and self.potential is not None and not self.logs_wanted and torch.compiler.is_compiling():
+            # under torch.compile (train.compile_scope=loss) V_phi runs through autograd; on a step nobody logs, only
+            # PotentialWeighting.losses' two terms, without its statistics (the same numbers, fewer kernels in the graph)
+            v = self.potential(s.xt.detach(), s.t)
+            pot_loss = potential_loss(v, ell, s.target, self.weighting.objective).mean()
         if v is not None:  # the same as PotentialWeighting.losses, with V_phi and L_V computed already
             w = self.weighting.weights(v, s.t, step)
             drift_loss = (w * ell).mean()
@@ -244,7 +266,10 @@ class AGM(nn.Module):
 
         * potential_every = k > 1, on a step with step % k != 0: V without gradient and L_V = None (V_phi is not
           trained on this batch; its loss value is still logged as 'potential_loss');
-        * otherwise, on the CPU/GPU without autocast and for a plain SiLU PotentialMLP: :func:`potential_mlp_loss`.
+        * otherwise, on the CPU/GPU without autocast and for a plain SiLU PotentialMLP: :func:`potential_mlp_loss`;
+          not while torch.compile traces the loss (train.compile_scope=loss): there V_phi runs through autograd inside
+          the one graph, AOTAutograd derives its backward with the drift's and inductor fuses both, so the hand path's
+          saving (autograd's per-operation overhead) has nothing left to save; the same numbers to float rounding.
         """
         w = self.weighting
         if self.potential is None or not isinstance(w, PotentialWeighting):
@@ -253,7 +278,8 @@ class AGM(nn.Module):
             with torch.no_grad():
                 v = self.potential(s.xt.detach(), s.t)
                 return v, None, potential_loss(v, ell, s.target, w.objective).mean()
-        if not self.fused_potential or not torch.is_grad_enabled() or torch.is_autocast_enabled(s.xt.device.type):
+        if (not self.fused_potential or not torch.is_grad_enabled() or torch.compiler.is_compiling()
+                or torch.is_autocast_enabled(s.xt.device.type)):
             return None, None, None
         out = potential_mlp_loss(self.potential, s.xt.detach(), s.t, ell, s.target, w.objective)
         return (None, None, None) if out is None else (*out, None)
