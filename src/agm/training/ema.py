@@ -26,9 +26,9 @@ class EMA:
     @torch.no_grad()
     def update(self, decay: float | None = None) -> None:
         """One EMA step with ``decay`` (default: the EMA's own)."""
-        d = self.decay if decay is None else decay
+        rate = 1.0 - (self.decay if decay is None else decay)
         if self._dst:  # under no_grad the parameters themselves (no per-tensor detach: 1 operation each)
-            torch._foreach_lerp_(self._dst, self._src, 1.0 - d)
+            torch._foreach_lerp_(self._dst, self._src, rate)
         for d, s in zip(self._dst_buf, self._src_buf):
             d.copy_(s)
 

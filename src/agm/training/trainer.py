@@ -184,6 +184,7 @@ class Trainer:
         # frozen parts (every parameter requires_grad=False when the Trainer is built: a pretrained base model, a frozen
         # encoder) stay in eval mode while the rest trains, so their dropout / norm statistics do not change
         self._frozen_modules = [m for net in nets.values() for m in _frozen_parts(net)]
+        self._frozen_ids = frozenset(id(x) for m in self._frozen_modules for x in m.modules())  # for _train_mode
         self.channels_last = bool(cfg.channels_last)
         if self.channels_last:
             for net in nets.values():
@@ -253,8 +254,7 @@ class Trainer:
             self.method.logs_wanted = (self._fit_total is None or (self.step + 1) % self.cfg.log_every == 0
                                        or self.step + 1 >= self._fit_total)
         with self._autocast():
-            loss_fn = self.method.loss if self._compiled_loss is None else self._compiled_loss
-            loss, logs = loss_fn(batch, self.step, self.generator)
+            loss, logs = (self._compiled_loss or self.method.loss)(batch, self.step, self.generator)
         check = loss.detach()
         if self.dist.enabled:
             import torch.distributed as tdist
@@ -304,8 +304,7 @@ class Trainer:
         frozen part). Those calls walk the modules and set each flag through nn.Module.__setattr__, a per-step cost on
         the CPU, so they run only when a read-only walk finds a flag that is not as wanted (e.g. after an evaluation
         callback, or every step for a module whose own train() keeps a part in eval mode: the same modes as before)."""
-        frozen = self._frozen_modules
-        inside = {id(x) for m in frozen for x in m.modules()} if frozen else ()
+        inside = self._frozen_ids
         stack = list(self.nets.values())
         while stack:  # every module once per path, as Module.train() visits them
             m = stack.pop()
@@ -318,7 +317,7 @@ class Trainer:
             return
         for net in self.nets.values():
             net.train()
-        for m in frozen:
+        for m in self._frozen_modules:
             m.eval()
 
     def _clip_gradients(self) -> dict[str, Tensor]:

@@ -154,8 +154,8 @@ def test_logs_wanted_false_gives_the_same_loss_with_only_the_loss_logged():
 
 
 def test_hand_path_follows_layer_replacement_and_hooks():
-    """The structure of V_phi is cached on the module: a layer replaced afterwards is used (gradients still equal
-    autograd's), and a hook added afterwards sends V_phi back to autograd."""
+    """The hand path reads V_phi's structure on every call: a layer replaced afterwards is used (gradients still
+    equal autograd's), and a hook added afterwards sends V_phi back to autograd."""
     m = _agm()
     g = torch.Generator().manual_seed(9)
     xt, t, ell = torch.randn(64, 2, generator=g), torch.rand(64, generator=g), torch.rand(64, generator=g)

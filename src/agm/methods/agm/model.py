@@ -73,28 +73,22 @@ class _AttachGradients(torch.autograd.Function):
 
 def _silu_mlp(pot: nn.Module) -> tuple[nn.Module, nn.Linear, list[nn.Linear]] | None:
     """(sinusoidal embedding, time Linear, [Linear layers]) of a PotentialMLP with SiLU activations and no hooks,
-    else None. The structure is read once per module and cached on it (``_agm_silu_mlp``); every call checks, in a
-    few attribute reads, that the cached layers are still the module's layers, that no hook was added and that it
-    was not compiled since (tests/methods/agm/test_speed_potential.py)."""
+    else None. Read on every call, so a layer replaced or a hook added later is seen
+    (tests/methods/agm/test_speed_potential.py)."""
     if type(pot) is not PotentialMLP or getattr(pot, "_compiled_call_impl", None) is not None:
         return None
     tm = pot.net
-    te, seq = tm.time_embed._modules, tm.net.net._modules
-    key = (tm, tm.time_embed, tm.net, tm.net.net, *te.values(), *seq.values())
-    cached = pot.__dict__.get("_agm_silu_mlp")
-    if cached is None or cached[0] != key:
-        te_l, layers = list(te.values()), list(seq.values())
-        linears = layers[0::2]
-        plain = (len(te_l) == 3 and isinstance(te_l[1], nn.Linear) and type(te_l[2]) is nn.SiLU
-                 and all(type(a) is nn.SiLU for a in layers[1::2]) and all(type(q) is nn.Linear for q in linears))
-        cached = (key, (te_l[0], te_l[1], linears) if plain else None)
-        pot.__dict__["_agm_silu_mlp"] = cached
-    if cached[1] is None:
+    te = list(tm.time_embed)
+    layers = list(tm.net.net)
+    if len(te) != 3 or not isinstance(te[1], nn.Linear) or type(te[2]) is not nn.SiLU:
         return None
-    for m in (pot, *cached[0]):
-        if m._forward_hooks or m._forward_pre_hooks or m._backward_hooks:
-            return None
-    return cached[1]
+    linears = layers[0::2]
+    if not all(type(a) is nn.SiLU for a in layers[1::2]) or not all(type(q) is nn.Linear for q in linears):
+        return None
+    modules = [pot, tm, tm.time_embed, tm.net, tm.net.net, *te, *layers]
+    if any(m._forward_hooks or m._forward_pre_hooks or m._backward_hooks for m in modules):
+        return None
+    return te[0], te[1], linears
 
 
 def potential_mlp_loss(pot: PotentialMLP, x: Tensor, t: Tensor, ell: Tensor, target_u: Tensor | None,
