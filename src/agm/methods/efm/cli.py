@@ -16,7 +16,7 @@ class _QIPOTrainSpec:
 
     @property
     def builtin_dir(self):
-        """qipo_v1: the defaults before session 7 (``--config qipo_v1``)."""
+        """qipo_v1: the original defaults, before the tuned v2 setting (``--config qipo_v1``)."""
         from agm.methods.efm.config import QIPO_BUILTIN_DIR
 
         return QIPO_BUILTIN_DIR

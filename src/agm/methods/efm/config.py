@@ -19,7 +19,7 @@ from agm.errors import ConfigError, check_choice, check_positive
 from agm.training.config import TrainConfig
 
 BUILTIN_DIR = None  # EFM has no built-in YAML configs: the dataclass defaults are the configs
-#: QIPO's built-in configs (``agm qipo train --config NAME``): qipo_v1 = the defaults before session 7
+#: QIPO's built-in configs (``agm qipo train --config NAME``): qipo_v1 = the original defaults, before the tuned v2 setting
 QIPO_BUILTIN_DIR = Path(__file__).parent / "configs"
 #: built-in EFM data sets whose tilted law q ∝ p exp(-beta E) is known in closed form (docs/efm_qipo.md)
 TILT_SETS = ("gauss2d", "mixture1d")

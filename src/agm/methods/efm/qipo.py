@@ -25,7 +25,7 @@ Choices the paper leaves open (each is a QIPOConfig option, defaults first):
   * weight_all_actions: True = noise and weight all M+1 actions (summaries of Alg. 2) | False = only the
     dataset action, with weight (M+1) g_i0 (third-party JAX version);
   * include_dataset_action: True (paper) | False (support only; used by the iterated-tilt bandit test);
-  * freeze_q: False (the default since session 7; v1: True) = keep training Q during step 3: the next-state
+  * freeze_q: False (the default of the tuned v2 setting; v1: True) = keep training Q during step 3: the next-state
     support actions for its target are drawn once per renewal from the current policy (for the renewal's states),
     and the Q values that weight the policy loss are recomputed from the current Q at every step (never stale) |
     True = Q fixed after warm-up (required with a fixed q_fn);

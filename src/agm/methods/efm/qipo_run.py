@@ -22,8 +22,8 @@ METHOD = "qipo"
 
 
 def load_qipo_config(source: Any = None, overrides: list[str] | tuple = ()) -> QIPOConfig:
-    """Defaults, then ``source`` (a YAML file, a dict, or a built-in name: ``qipo_v1`` = the defaults before
-    session 7), then ``key=value`` overrides."""
+    """Defaults, then ``source`` (a YAML file, a dict, or a built-in name: ``qipo_v1`` = the original
+    defaults, before the tuned v2 setting), then ``key=value`` overrides."""
     from agm.training.config import build_config
 
     return build_config(QIPOConfig, source, overrides, QIPO_BUILTIN_DIR)
