@@ -1,7 +1,7 @@
 """Image-scale SOC fine-tuning: steer the digits model of ``agm train`` towards one digit class (issue 19).
 
-GPU run (one H200, about 7 minutes: base model 1500 steps of images_digits_gpu, then 250 adjoint-matching
-iterations at K = 20, batch 64; the estimate, from a measured probe, is in docs/steering.md):
+GPU run (one H200, about 9 minutes (551 s measured): base model 1500 steps of images_digits_gpu, then 250
+adjoint-matching iterations at K = 20, batch 64; results in docs/steering.md):
 
     PYTHONUNBUFFERED=1 python3 experiments/steering/soc_digits.py --gpu --workdir /tmp/soc_digits --out experiments/results/steering_soc_digits.json
 
