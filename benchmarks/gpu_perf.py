@@ -142,20 +142,28 @@ def warm_compile_cache(configs):
     return time.perf_counter() - t0
 
 
-def peer_section(peak, batches, rounds, steps):
+def peer_section(peak, batches, rounds, steps, warm=True, save=None):
     """Both libraries in one process, same data, bf16, fused AdamW: eager and compiled, at each batch; interleaved
     rounds; MFU from each step's own FLOPs; peak memory per step (allocated during the step beyond the resident state)."""
     data = torch.rand(4096, 3, 64, 64, device="cuda") * 2 - 1
     out = {"peer": "torchcfm 1.0.7", "peer_model": PEER_MODEL, "agm_model": MODEL, "batches": batches}
     configs = [(lib, m, b) for b in batches for lib, m in (("agm", "baseline"), ("agm", "agm"), ("torchcfm", "fm"))]
-    out["cache_warm_s"] = warm_compile_cache(configs)
-    for compiled in (False, True):
+    out["cache_warm_s"] = warm_compile_cache(configs) if warm else None
+    flop_cache: dict = {}  # FLOPs of a step do not depend on compiling: count once per (lib, method, batch)
+    t_start = time.perf_counter()
+    for compiled in (True, False):  # compiled first: the MFU and memory goals are read there
         for b in batches:
             key = f"{'compiled' if compiled else 'eager'}_b{b}"
+            # A second batch size for the same forward code would make TorchDynamo recompile it with a symbolic
+            # batch ("automatic dynamic": minutes per network, no cache hit; the compiled b256 section of the first
+            # H200 run never finished). Reset, so each section compiles static shapes from the warm on-disk cache.
+            torch._dynamo.reset()
             steppers = {}
             for lib, m, _ in configs[:3] + ([] if compiled else [("agm", "baseline_cl", b)]):
                 t0 = time.perf_counter()
-                st, flops = make_stepper(lib, m, b, compiled, data)
+                cached = flop_cache.get((lib, m, b))
+                st, flops = make_stepper(lib, m, b, compiled, data, count_flops=cached is None)
+                flops = flop_cache.setdefault((lib, m, b), flops if cached is None else cached)
                 for _ in range(3):
                     st.train_step()
                 torch.cuda.synchronize()
@@ -181,7 +189,10 @@ def peer_section(peak, batches, rounds, steps):
             res["drift_mem_per_flop_over_peer"] = (res["agm_baseline"]["mem_gib_per_tflop_step"]
                                                    / res["torchcfm_fm"]["mem_gib_per_tflop_step"])
             out[key] = res
-            print(f"[{key}]", {k: (round(v["images_per_s"]), round(100 * v["mfu"], 1), round(v["step_peak_mem_gib"], 1))
+            if save is not None:  # a call cut short by its time limit still returns the sections it finished
+                save(out)
+            out.setdefault("section_end_s", {})[key] = time.perf_counter() - t_start
+            print(f"[{key} at {out['section_end_s'][key]:.0f}s]", {k: (round(v["images_per_s"]), round(100 * v["mfu"], 1), round(v["step_peak_mem_gib"], 1))
                                for k, v in res.items() if isinstance(v, dict)},
                   "agm/drift", round(res["agm_over_drift_step_time"], 4), flush=True)
             if compiled and b == max(batches):
@@ -299,8 +310,15 @@ def main() -> None:
     p.add_argument("--skip-train", action="store_true")
     p.add_argument("--skip-sample", action="store_true", help="training section only (sampling measured separately)")
     p.add_argument("--batches", type=int, nargs="+", default=[128, 256], help="training batches (both libraries)")
+    p.add_argument("--warm-only", action="store_true",
+                   help="only fill inductor's compile caches for the training section (for a later timed run)")
+    p.add_argument("--skip-warm", action="store_true", help="the caches are warm already: compile in the timed process")
     p.add_argument("--warm", nargs=3, metavar=("LIB", "METHOD", "BATCH"), help=argparse.SUPPRESS)
     args = p.parse_args()
+    # set before the workers too: the compile caches are keyed on these flags
+    torch.backends.cuda.matmul.allow_tf32 = True
+    torch.backends.cudnn.allow_tf32 = True
+    torch.backends.cudnn.benchmark = True
     if args.warm:  # compile-cache worker (see warm_compile_cache)
         st, _ = make_stepper(args.warm[0], args.warm[1], int(args.warm[2]), True,
                              torch.rand(512, 3, 64, 64, device="cuda") * 2 - 1, count_flops=False)
@@ -308,9 +326,10 @@ def main() -> None:
             st.train_step()
         torch.cuda.synchronize()
         return
-    torch.backends.cuda.matmul.allow_tf32 = True
-    torch.backends.cudnn.allow_tf32 = True
-    torch.backends.cudnn.benchmark = True
+    if args.warm_only:
+        configs = [(lib, m, b) for b in args.batches for lib, m in (("agm", "baseline"), ("agm", "agm"), ("torchcfm", "fm"))]
+        print(f"[warm] {len(configs)} configs in {warm_compile_cache(configs):.0f}s", flush=True)
+        return
     t0 = time.perf_counter()
     peak = ig.matmul_rate()
     print(f"[device] {torch.cuda.get_device_name()} bf16 {peak / 1e12:.0f} TFLOP/s", flush=True)
@@ -324,7 +343,11 @@ def main() -> None:
     gc.collect()
     torch.cuda.empty_cache()  # the sampling section's cached blocks would starve the compile-cache workers (OOM seen)
     if not args.skip_train:
-        rec["training"] = peer_section(peak, args.batches, args.rounds, args.steps)
+        def save(part):
+            rec["training"] = part
+            write_result(args.out, rec)
+
+        rec["training"] = peer_section(peak, args.batches, args.rounds, args.steps, warm=not args.skip_warm, save=save)
     rec["wall_s"] = time.perf_counter() - t0
     write_result(args.out, rec)
     print("wrote", args.out)
