@@ -34,7 +34,16 @@ from agm.samplers import EulerMaruyama  # noqa: E402
 from agm.samplers.cuda_graph import GraphEulerMaruyama  # noqa: E402
 from agm.training.results import write_result  # noqa: E402
 
-MODEL = {"channels": 128, "channel_mult": [1, 2, 2, 2], "num_res_blocks": 4, "attn_resolutions": [16], "dropout": 0.0}
+# agm's U-Net (--agm-model): 'ddpmpp-64' (63.1 M, the default), or 'peer-shape', agm's U-Net with torchcfm's widths
+# and depth at 64x64 (channel_mult 1,2,3,4, two blocks per level, attention at 16, 64 channels per head): the
+# like-for-like comparison of the two libraries' training steps, architecture held equal.
+AGM_MODELS = {
+    "ddpmpp-64": {"channels": 128, "channel_mult": [1, 2, 2, 2], "num_res_blocks": 4, "attn_resolutions": [16], "dropout": 0.0},
+    "peer-shape": {"channels": 128, "channel_mult": [1, 2, 3, 4], "num_res_blocks": 2, "attn_resolutions": [16],
+                   "dropout": 0.0, "head_channels": 64},
+}
+MODEL = dict(AGM_MODELS["ddpmpp-64"])  # set from --agm-model in main()
+AGM_MODEL_NAME = ["ddpmpp-64"]
 
 CATEGORIES = [
     ("attention", ("flash", "fmha", "attention", "sdpa", "efficient")),
@@ -134,7 +143,8 @@ def warm_compile_cache(configs):
     while pending or procs:
         while pending and len(procs) < 2:  # 3 workers of the 63M U-Net at batch 256 ran out of the H200's 140 GiB
             lib, method, batch = pending.pop(0)
-            procs.append(subprocess.Popen([sys.executable, __file__, "--warm", lib, method, str(batch)], env=env))
+            procs.append(subprocess.Popen([sys.executable, __file__, "--warm", lib, method, str(batch),
+                                           "--agm-model", AGM_MODEL_NAME[0]], env=env))
         time.sleep(1)
         for pr in list(procs):
             if pr.poll() is not None:
@@ -313,8 +323,13 @@ def main() -> None:
     p.add_argument("--warm-only", action="store_true",
                    help="only fill inductor's compile caches for the training section (for a later timed run)")
     p.add_argument("--skip-warm", action="store_true", help="the caches are warm already: compile in the timed process")
+    p.add_argument("--agm-model", choices=sorted(AGM_MODELS), default="ddpmpp-64",
+                   help="agm's U-Net: the 63.1 M DDPM++ (default) or the peer's widths and depth (like-for-like)")
     p.add_argument("--warm", nargs=3, metavar=("LIB", "METHOD", "BATCH"), help=argparse.SUPPRESS)
     args = p.parse_args()
+    MODEL.clear()
+    MODEL.update(AGM_MODELS[args.agm_model])
+    AGM_MODEL_NAME[0] = args.agm_model
     # set before the workers too: the compile caches are keyed on these flags
     torch.backends.cuda.matmul.allow_tf32 = True
     torch.backends.cudnn.allow_tf32 = True
@@ -334,7 +349,8 @@ def main() -> None:
     peak = ig.matmul_rate()
     print(f"[device] {torch.cuda.get_device_name()} bf16 {peak / 1e12:.0f} TFLOP/s", flush=True)
     rec = {"command": " ".join(["python3"] + sys.argv), "device": torch.cuda.get_device_name(), "cuda": torch.version.cuda,
-           "measured_bf16_matmul_tflops": peak / 1e12, "model": MODEL, "image_size": 64}
+           "measured_bf16_matmul_tflops": peak / 1e12, "agm_model_name": args.agm_model, "model": MODEL,
+           "image_size": 64}
     if not args.skip_sample:
         rec["sampling"] = sample_section(peak, args.sample_batch, args.sample_steps, args.sample_reps)
     write_result(args.out, rec)
